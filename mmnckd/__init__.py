@@ -1,0 +1,15 @@
+"""mmnckd: Neural-Collapse-inspired Knowledge Distillation for mmpretrain.
+
+``import mmnckd`` (or ``custom_imports=dict(imports=['mmnckd'])`` in a config)
+registers every mmnckd class into mmpretrain's registries (MODELS, HOOKS,
+METRICS, DATASETS) and allow-lists the types mmengine writes into checkpoints,
+so checkpoints load under torch's default ``weights_only=True``.
+"""
+from .utils.safe_load import register_safe_globals
+from .version import __version__
+
+register_safe_globals()
+
+from . import datasets, engine, evaluation, models  # noqa: E402,F401
+
+__all__ = ['__version__', 'datasets', 'engine', 'evaluation', 'models']

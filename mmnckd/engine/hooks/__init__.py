@@ -1,0 +1,3 @@
+from .teacher_prototype_hook import TeacherPrototypeHook
+
+__all__ = ['TeacherPrototypeHook']

@@ -1,0 +1,180 @@
+"""TeacherPrototypeHook: the teacher's class means, once, before training.
+
+``mu_k = (1/n_k) sum_{i: y_i = k} f_t(x_i)`` over the *training* set with the
+frozen teacher (eval mode) and the *test* pipeline (no random augmentation).
+The set is sharded over ranks (no padding, no repeats); per-class sums and
+counts are all-reduced, so every rank holds identical prototypes. They are
+stored in the distiller's buffers (``NCKDDistiller.set_prototypes``), hence
+saved in checkpoints: a resumed run finds them and does not recompute.
+Optionally saved to / loaded from a file.
+"""
+import copy
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmengine.dist import all_reduce, is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.utils import ProgressBar
+from mmpretrain.registry import HOOKS
+
+
+def _innermost_dataset(dataset_cfg):
+    """The dataset config that owns the pipeline (through wrappers)."""
+    while 'pipeline' not in dataset_cfg and 'dataset' in dataset_cfg:
+        dataset_cfg = dataset_cfg['dataset']
+    return dataset_cfg
+
+
+@HOOKS.register_module()
+class TeacherPrototypeHook(Hook):
+    """Compute (or load) the teacher prototypes before the first iteration.
+
+    Args:
+        batch_size (int, optional): Batch size of the prototype pass.
+            Defaults to the train dataloader's.
+        num_workers (int, optional): Defaults to the train dataloader's.
+        pipeline (list, optional): Defaults to the test dataloader's
+            pipeline (else the val dataloader's).
+        load_from (str, optional): A prototype file written by this hook
+            (``save_to``); skips the teacher pass.
+        save_to (str, optional): Where to save the prototypes, relative to
+            the work dir. Defaults to ``teacher_prototypes.pth``; None: no file.
+        progress (bool): Show a progress bar on rank 0.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self,
+                 batch_size: Optional[int] = None,
+                 num_workers: Optional[int] = None,
+                 pipeline: Optional[list] = None,
+                 load_from: Optional[str] = None,
+                 save_to: Optional[str] = 'teacher_prototypes.pth',
+                 progress: bool = True):
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pipeline = pipeline
+        self.load_from = load_from
+        self.save_to = save_to
+        self.progress = progress
+
+    def before_train(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) \
+            else runner.model
+        if not hasattr(model, 'set_prototypes'):
+            raise TypeError(
+                f'TeacherPrototypeHook needs an NCKDDistiller model, got '
+                f'{type(model).__name__}: remove the hook from custom_hooks.')
+        if bool(model.prototypes_ready):
+            runner.logger.info('Teacher prototypes restored from the '
+                               'checkpoint; not recomputed.')
+            return
+        if self.load_from is not None:
+            class_means = self.load(self.load_from, model)
+            runner.logger.info(f'Teacher prototypes loaded from '
+                               f'{self.load_from}.')
+        else:
+            class_means, counts = self.compute(runner, model)
+            if self.save_to is not None and is_main_process():
+                path = osp.join(runner.work_dir, self.save_to)
+                torch.save(
+                    dict(class_means=class_means.cpu(), counts=counts.cpu(),
+                         classes=list(self._classes(runner) or []),
+                         teacher_ckpt=str(model.teacher_ckpt)), path)
+                runner.logger.info(f'Teacher prototypes saved to {path}.')
+        model.set_prototypes(class_means)
+
+    @staticmethod
+    def load(path: str, model) -> torch.Tensor:
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'TeacherPrototypeHook.load_from={path!r} does not exist.')
+        data = torch.load(path, map_location='cpu', weights_only=True)
+        if not isinstance(data, dict) or 'class_means' not in data:
+            raise ValueError(
+                f'TeacherPrototypeHook.load_from={path!r} is not a prototype '
+                f'file (expected a dict with "class_means", as written by '
+                f'save_to).')
+        expected = (model.num_classes, model.teacher_feat_dim)
+        got = tuple(data['class_means'].shape)
+        if got != expected:
+            raise ValueError(
+                f'TeacherPrototypeHook.load_from={path!r} holds prototypes of '
+                f'shape {got}, but this model needs {expected} (num_classes, '
+                f'teacher feature dim): the file is for another dataset or '
+                f'teacher. Remove load_from to recompute them.')
+        return data['class_means']
+
+    @staticmethod
+    def _classes(runner):
+        dataset = getattr(runner.train_dataloader, 'dataset', None)
+        return getattr(dataset, 'metainfo', {}).get('classes')
+
+    def _dataloader_cfg(self, runner) -> dict:
+        cfg = runner.cfg
+        loader = copy.deepcopy(cfg.train_dataloader)
+        pipeline = self.pipeline
+        if pipeline is None:
+            for key in ('test_dataloader', 'val_dataloader'):
+                if cfg.get(key) is not None:
+                    pipeline = _innermost_dataset(cfg[key]['dataset'])['pipeline']
+                    break
+        if pipeline is None:
+            raise ValueError(
+                'TeacherPrototypeHook needs the test pipeline: set its '
+                'pipeline=[...] or give the config a test_dataloader.')
+        _innermost_dataset(loader['dataset'])['pipeline'] = copy.deepcopy(pipeline)
+        loader['sampler'] = dict(type='DefaultSampler', shuffle=False,
+                                 round_up=False)
+        loader.pop('batch_sampler', None)
+        if self.batch_size is not None:
+            loader['batch_size'] = self.batch_size
+        if self.num_workers is not None:
+            loader['num_workers'] = self.num_workers
+        if loader.get('num_workers', 0) == 0:
+            loader['persistent_workers'] = False
+        return loader
+
+    @torch.no_grad()
+    def compute(self, runner, model):
+        """One sharded teacher pass: per-class sums and counts, reduced."""
+        loader = runner.build_dataloader(self._dataloader_cfg(runner),
+                                         seed=runner.seed)
+        K, d = model.num_classes, model.teacher_feat_dim
+        device = model.prototypes.device
+        sums = torch.zeros(K, d, dtype=torch.float64, device=device)
+        counts = torch.zeros(K, dtype=torch.float64, device=device)
+        bar = ProgressBar(len(loader)) if (self.progress
+                                           and is_main_process()) else None
+        runner.logger.info(
+            f'Computing teacher prototypes over {len(loader.dataset)} '
+            f'training samples ({len(loader)} batches on this rank).')
+        for data in loader:
+            data = model.data_preprocessor(data, training=False)
+            labels = torch.cat([s.gt_label for s in data['data_samples']])
+            labels = labels.to(device)
+            if labels.numel() and (labels.min() < 0 or labels.max() >= K):
+                bad = labels[(labels < 0) | (labels >= K)][0].item()
+                raise ValueError(
+                    f'A training label {bad} is outside [0, {K}): the '
+                    f'dataset has more classes than model num_classes={K}.')
+            feats = model.teacher_features(data['inputs']).double()
+            sums.index_add_(0, labels, feats)
+            counts += torch.bincount(labels, minlength=K).double()
+            if bar is not None:
+                bar.update()
+        if bar is not None:
+            print()
+        all_reduce(sums)
+        all_reduce(counts)
+        empty = (counts == 0).nonzero().flatten().tolist()
+        if empty:
+            classes = self._classes(runner)
+            names = [classes[k] if classes else str(k) for k in empty[:10]]
+            raise ValueError(
+                f'No training sample for class index {empty[:10]} '
+                f'({names}): a prototype needs at least one sample per class. '
+                f'Check the training set or model num_classes={K}.')
+        return (sums / counts[:, None]).float(), counts

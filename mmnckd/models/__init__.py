@@ -1,0 +1,1 @@
+from . import backbones, distillers, heads, losses, necks, utils  # noqa: F401

@@ -1,0 +1,3 @@
+from .nckd_distiller import NCKDDistiller
+
+__all__ = ['NCKDDistiller']

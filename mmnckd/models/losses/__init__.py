@@ -1,0 +1,10 @@
+from .dkd_loss import DKDLoss
+from .etf_structure_loss import ETFStructureLoss
+from .kd_loss import KDLoss
+from .prototype_align_loss import PrototypeAlignLoss
+from .utils import label_weights
+
+__all__ = [
+    'PrototypeAlignLoss', 'ETFStructureLoss', 'KDLoss', 'DKDLoss',
+    'label_weights'
+]

@@ -1,0 +1,8 @@
+from .launch import (default_work_dir, init_cpu_distributed,
+                     set_dataloader_defaults)
+from .safe_load import register_safe_globals, safe_globals
+
+__all__ = [
+    'register_safe_globals', 'safe_globals', 'init_cpu_distributed',
+    'set_dataloader_defaults', 'default_work_dir'
+]

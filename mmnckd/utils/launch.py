@@ -1,0 +1,87 @@
+"""What ``tools/train.py`` and ``tools/test.py`` add to mmpretrain's tools.
+
+mmengine's ``init_dist`` pins a CUDA device before it creates the process
+group, so stock mmpretrain cannot train with several processes on a machine
+without a GPU. ``init_cpu_distributed`` creates the process group itself with
+the ``gloo`` backend when no GPU is present (the Runner then finds it
+initialised and skips its own init) and wraps the model in DDP without device
+ids. With GPUs nothing changes: mmengine initialises ``nccl`` as usual.
+"""
+import os
+import os.path as osp
+import subprocess
+from copy import deepcopy
+from datetime import timedelta
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import ConfigDict
+
+
+def _slurm_env() -> None:
+    """Translate Slurm's variables into torch's ``env://`` ones."""
+    os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
+    os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
+    os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
+    if 'MASTER_ADDR' not in os.environ:
+        node_list = os.environ['SLURM_NODELIST']
+        os.environ['MASTER_ADDR'] = subprocess.getoutput(
+            f'scontrol show hostname {node_list} | head -n1')
+    os.environ.setdefault('MASTER_PORT', '29500')
+
+
+def _mpi_env() -> None:
+    os.environ.setdefault('RANK', os.environ['OMPI_COMM_WORLD_RANK'])
+    os.environ.setdefault('WORLD_SIZE', os.environ['OMPI_COMM_WORLD_SIZE'])
+    os.environ.setdefault('LOCAL_RANK',
+                          os.environ['OMPI_COMM_WORLD_LOCAL_RANK'])
+    os.environ.setdefault('MASTER_ADDR', '127.0.0.1')
+    os.environ.setdefault('MASTER_PORT', '29500')
+
+
+def init_cpu_distributed(cfg) -> bool:
+    """Initialise a gloo process group when launched without a GPU.
+
+    Returns True when it initialised one. Leaves GPU runs to mmengine.
+    """
+    launcher = cfg.get('launcher', 'none')
+    if (launcher == 'none' or torch.cuda.is_available()
+            or torch_dist.is_initialized()):
+        return False
+    if launcher == 'slurm':
+        _slurm_env()
+    elif launcher == 'mpi':
+        _mpi_env()
+    timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout', 1800)
+    torch_dist.init_process_group(
+        backend='gloo',
+        init_method='env://',
+        timeout=timedelta(seconds=timeout))
+    wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None  # CPU modules take no device ids
+    cfg.model_wrapper_cfg = wrapper
+    return True
+
+
+def set_dataloader_defaults(cfg, fields, defaults, overrides=None) -> None:
+    """Fill each named dataloader's missing keys from ``defaults``, then
+    force ``overrides`` (command-line flags such as ``--no-pin-memory``)."""
+    for field in fields:
+        if cfg.get(field) is None:
+            continue
+        merged = ConfigDict(deepcopy(defaults))
+        merged.update(cfg[field])
+        merged.update(overrides or {})
+        if merged.get('num_workers', 0) == 0:
+            merged['persistent_workers'] = False
+        cfg[field] = merged
+
+
+def default_work_dir(cfg, config_path: str) -> None:
+    """``--work-dir`` > the config's ``work_dir`` > ``./work_dirs/<name>``."""
+    if cfg.get('work_dir') is None:
+        name = osp.splitext(osp.basename(config_path))[0]
+        cfg.work_dir = osp.join('./work_dirs', name)

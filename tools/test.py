@@ -1,0 +1,109 @@
+"""Test (and evaluate) a checkpoint: mmpretrain's ``tools/test.py``.
+
+Accepts a plain mmpretrain classifier config with its checkpoint, or an mmnckd
+distiller config with a distiller checkpoint (the student is evaluated; the
+teacher checkpoint is not loaded). Runs on several processes without a GPU
+like ``tools/train.py``.
+"""
+import argparse
+import os
+from copy import deepcopy
+
+import mmengine
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.evaluator import DumpResults
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+import mmnckd  # noqa: F401  (registers mmnckd and the safe checkpoint types)
+from mmnckd.utils import (default_work_dir, init_cpu_distributed,
+                          set_dataloader_defaults)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test a checkpoint')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where the metrics file goes')
+    parser.add_argument('--out', help='dump predictions or metrics here')
+    parser.add_argument(
+        '--out-item', choices=['metrics', 'pred'],
+        help='what --out holds (default: predictions)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config keys, key=value (lists as key="[a,b]")')
+    parser.add_argument('--amp', action='store_true', help='fp16 test')
+    parser.add_argument('--show-dir', help='save visualisations here')
+    parser.add_argument('--show', action='store_true')
+    parser.add_argument('--interval', type=int, default=1)
+    parser.add_argument('--wait-time', type=float, default=2)
+    parser.add_argument('--no-pin-memory', action='store_true')
+    parser.add_argument(
+        '--tta', action='store_true',
+        help='test-time augmentation (the config\'s tta_model/tta_pipeline, '
+        'else flip TTA)')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if args.out is None and args.out_item is not None:
+        parser.error('--out-item needs --out')
+    return args
+
+
+def merge_args(cfg, args):
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    default_work_dir(cfg, args.config)
+    cfg.load_from = args.checkpoint
+    if args.amp:
+        cfg.test_cfg.fp16 = True
+    if args.show or args.show_dir is not None:
+        vis = cfg.default_hooks.get('visualization')
+        if vis is None:
+            raise ValueError(
+                '--show/--show-dir need default_hooks.visualization = '
+                'dict(type="VisualizationHook") in the config.')
+        vis.update(enable=True, show=args.show, wait_time=args.wait_time,
+                   out_dir=args.show_dir, interval=args.interval)
+    if args.tta:
+        test_pipeline = cfg.test_dataloader.dataset.pipeline
+        cfg.setdefault('tta_model', dict(type='mmpretrain.AverageClsScoreTTA'))
+        if 'tta_pipeline' not in cfg:
+            cfg.tta_pipeline = deepcopy(test_pipeline)
+            cfg.tta_pipeline[-1] = dict(
+                type='TestTimeAug',
+                transforms=[[dict(type='RandomFlip', prob=1.),
+                             dict(type='RandomFlip', prob=0.)],
+                            [test_pipeline[-1]]])
+        cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    set_dataloader_defaults(
+        cfg, ('test_dataloader', ),
+        dict(pin_memory=True, collate_fn=dict(type='default_collate')),
+        dict(pin_memory=False) if args.no_pin_memory else None)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = merge_args(Config.fromfile(args.config), args)
+    init_cpu_distributed(cfg)
+    runner = (Runner.from_cfg(cfg)
+              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    if args.out and args.out_item in ('pred', None):
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
+    metrics = runner.test()
+    if args.out and args.out_item == 'metrics':
+        mmengine.dump(metrics, args.out)
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
