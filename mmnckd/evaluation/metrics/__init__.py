@@ -1,0 +1,3 @@
+from .nc_metric import NCMetric
+
+__all__ = ['NCMetric']

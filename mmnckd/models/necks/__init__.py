@@ -1,0 +1,3 @@
+from .projector import Projector
+
+__all__ = ['Projector']
