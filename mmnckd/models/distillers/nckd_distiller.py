@@ -41,7 +41,7 @@ from mmengine.model import BaseModel
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmpretrain.registry import MODELS
 
-from ..utils.etf import nearest_simplex_etf
+from ..utils import attach_features, nearest_simplex_etf
 
 HEAD_WEIGHTS = ('teacher', 'nearest_etf', 'canonical')
 KD_TARGETS = ('logits', 'prototype_cosine')
@@ -313,18 +313,25 @@ class NCKDDistiller(BaseModel):
             state = {k[8:]: v for k, v in state.items()
                      if k.startswith('teacher.')}
         # the teacher's own preprocessor is not used (inputs are shared)
-        own = {k for k in self.teacher.state_dict()
-               if not k.startswith('data_preprocessor.')}
+        own_state = self.teacher.state_dict()
+        own = {k for k in own_state if not k.startswith('data_preprocessor.')}
         given = {k for k in state if not k.startswith('data_preprocessor.')}
         missing, unexpected = sorted(own - given), sorted(given - own)
-        if missing or unexpected:
+        mismatched = sorted(
+            f'{k}: {tuple(state[k].shape)} vs {tuple(own_state[k].shape)}'
+            for k in own & given
+            if getattr(state[k], 'shape', None) != own_state[k].shape)
+        if missing or unexpected or mismatched:
+
+            def show(keys):
+                more = ' ...' if len(keys) > 5 else ''
+                return f'{keys[:5]}{more} ({len(keys)})'
+
             raise RuntimeError(
                 f'model.teacher_ckpt={filename!r} does not match '
-                f'model.teacher: missing keys {missing[:10]}'
-                f'{" ..." if len(missing) > 10 else ""} ({len(missing)}), '
-                f'unexpected keys {unexpected[:10]}'
-                f'{" ..." if len(unexpected) > 10 else ""} '
-                f'({len(unexpected)}). Use the config the teacher was '
+                f'model.teacher: missing keys {show(missing)}, unexpected '
+                f'keys {show(unexpected)}, shape mismatches (checkpoint vs '
+                f'model) {show(mismatched)}. Use the config the teacher was '
                 f'trained with.')
         state = {k: v for k, v in state.items() if k in own}
         self.teacher.load_state_dict(state, strict=False)
@@ -465,17 +472,6 @@ class NCKDDistiller(BaseModel):
         feats = self.student.extract_feat(inputs)
         preds = self.student.head.predict(feats, data_samples)
         if self.predict_features:
-            pre_logits = self.student.head.pre_logits(feats).detach()
-            weight = self._classifier_weight()
-            for i, sample in enumerate(preds):
-                sample.set_field(pre_logits[i], 'pre_logits', field_type='data')
-                if weight is not None:
-                    sample.set_field(weight, 'cls_weight', field_type='metainfo')
+            attach_features(preds, self.student.head.pre_logits(feats),
+                            self.student.head)
         return preds
-
-    def _classifier_weight(self) -> Optional[torch.Tensor]:
-        head = self.student.head
-        weight = getattr(head, 'weight', None)
-        if weight is None and hasattr(head, 'fc'):
-            weight = getattr(head.fc, 'weight', None)
-        return None if weight is None else weight.detach()

@@ -1,3 +1,7 @@
 from .etf import etf_gram, nearest_simplex_etf, simplex_etf
+from .features import attach_features, classifier_weight
 
-__all__ = ['simplex_etf', 'nearest_simplex_etf', 'etf_gram']
+__all__ = [
+    'simplex_etf', 'nearest_simplex_etf', 'etf_gram', 'attach_features',
+    'classifier_weight'
+]

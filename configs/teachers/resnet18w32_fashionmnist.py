@@ -1,0 +1,13 @@
+# Teacher on Fashion-MNIST: the Omniglot teacher architecture with 10 classes.
+_base_ = [
+    '../_base_/models/omniglot_resnet18_w32.py',
+    '../_base_/datasets/fashion_mnist_bs128.py',
+    '../_base_/schedules/small_sgd_cosine.py',
+    '../_base_/default_runtime.py',
+]
+model = dict(head=dict(num_classes=10, topk=(1, )))
+# lr 0.1 for batch 128 (linear scaling of the base schedule's 0.05 @ 64)
+optim_wrapper = dict(optimizer=dict(lr=0.1))
+auto_scale_lr = dict(base_batch_size=128)
+param_scheduler = dict(T_max=15)
+train_cfg = dict(max_epochs=15, val_interval=3)

@@ -1,0 +1,3 @@
+from .nc_analysis import analyse
+
+__all__ = ['analyse']

@@ -1,0 +1,90 @@
+"""Neural Collapse analysis of a trained model (classifier or distiller).
+
+``analyse(config, checkpoint, split)`` runs the model over a split with the
+test pipeline and returns top-1 accuracy and the NC metrics
+(``mmnckd.evaluation.nc_metrics`` definitions) of its pre-logit features,
+with ``nc3`` against the classifier weight (``ETFHead.weight`` or a linear
+head's ``fc.weight``). For an ``NCKDDistiller`` the student is analysed
+(``which='student'``) or the teacher (``which='teacher'``, its checkpoint
+taken from ``model.teacher_ckpt``).
+"""
+import copy
+from typing import Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner, load_checkpoint
+from mmpretrain.registry import MODELS
+
+from ..evaluation import NCAccumulator
+from ..models.utils import classifier_weight
+
+
+def _dataloader_cfg(cfg, split: str) -> dict:
+    test = copy.deepcopy(cfg.test_dataloader)
+    if split == 'test':
+        return test
+    if split != 'train':
+        raise ValueError(f'split must be "train" or "test", got {split!r}.')
+    loader = copy.deepcopy(cfg.train_dataloader)
+    dataset = loader['dataset']
+    while 'pipeline' not in dataset and 'dataset' in dataset:
+        dataset = dataset['dataset']
+    test_ds = test['dataset']
+    while 'pipeline' not in test_ds and 'dataset' in test_ds:
+        test_ds = test_ds['dataset']
+    dataset['pipeline'] = test_ds['pipeline']  # no random augmentation
+    loader['sampler'] = dict(type='DefaultSampler', shuffle=False,
+                             round_up=False)
+    loader['batch_size'] = test['batch_size']
+    return loader
+
+
+def build_model(cfg, checkpoint: Optional[str], which: str = 'student'):
+    """The classifier to analyse and the data preprocessor it uses."""
+    model_cfg = copy.deepcopy(cfg.model)
+    # as the Runner does: the config's data_preprocessor belongs to the model
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    model = MODELS.build(model_cfg)
+    if checkpoint:
+        load_checkpoint(model, checkpoint, map_location='cpu')
+    if cfg.model.get('type') == 'NCKDDistiller':
+        if which == 'teacher':
+            model.load_teacher(cfg.model.teacher_ckpt)
+            return model.teacher.eval(), model.data_preprocessor
+        return model.student.eval(), model.data_preprocessor
+    return model.eval(), model.data_preprocessor
+
+
+@torch.no_grad()
+def analyse(config: str, checkpoint: Optional[str], split: str = 'test',
+            which: str = 'student', cfg_options: Optional[dict] = None,
+            keep_feats: bool = False) -> dict:
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    classifier, preprocessor = build_model(cfg, checkpoint, which)
+    loader = Runner.build_dataloader(_dataloader_cfg(cfg, split))
+    acc = NCAccumulator()
+    correct = total = 0
+    kept_feats, kept_labels = [], []
+    for data in loader:
+        data = preprocessor(data, training=False)
+        labels = torch.cat([s.gt_label for s in data['data_samples']])
+        neck = classifier.extract_feat(data['inputs'])
+        feats = classifier.head.pre_logits(neck)
+        logits = classifier.head(neck)
+        correct += (logits.argmax(1) == labels).sum().item()
+        total += labels.numel()
+        acc.update(feats, labels)
+        if keep_feats:
+            kept_feats.append(feats)
+            kept_labels.append(labels)
+    result = dict(top1=100.0 * correct / total, num_samples=total, split=split)
+    result.update(acc.compute(classifier_weight(classifier.head)))
+    if keep_feats:
+        result['feats'] = torch.cat(kept_feats)
+        result['labels'] = torch.cat(kept_labels)
+    return result

@@ -1,0 +1,55 @@
+"""Run the command-line tools the way a user does, from the repo root."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OMNIGLOT = REPO.parent / 'shared' / 'data' / 'omniglot'
+
+# fast, single-worker dataloaders and a 1-epoch schedule for tests
+FAST = '''
+train_dataloader = dict(num_workers=0, persistent_workers=False)
+val_dataloader = dict(num_workers=0, persistent_workers=False)
+test_dataloader = dict(num_workers=0, persistent_workers=False)
+train_cfg = dict(max_epochs={epochs}, val_interval={epochs})
+param_scheduler = dict(T_max={epochs})
+default_hooks = dict(logger=dict(interval=10))
+'''
+
+
+def write_config(path: Path, base: str, extra: str = '', epochs: int = 1):
+    """A config inheriting ``base`` (repo-relative) with test overrides."""
+    text = f"_base_ = [{str(REPO / base)!r}]\n" + FAST.format(epochs=epochs)
+    path.write_text(text + textwrap.dedent(extra))
+    return path
+
+
+def run(cmd, timeout=900, env=None):
+    """Run a tool; fail the test with its output if it fails."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHON=sys.executable)
+    full_env.update(env or {})
+    proc = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        env=full_env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f'{cmd} failed ({proc.returncode}):\n' + out[-6000:]
+    return out
+
+
+def train(config, work_dir, *args, timeout=900):
+    return run([sys.executable, 'tools/train.py', str(config), '--work-dir',
+                str(work_dir), *args], timeout=timeout)
+
+
+def evaluate(config, ckpt, *args, timeout=600):
+    return run([sys.executable, 'tools/test.py', str(config), str(ckpt),
+                *args], timeout=timeout)
+
+
+def top1(output: str) -> float:
+    """The last ``accuracy/top1`` the tools printed."""
+    lines = [ln for ln in output.splitlines() if 'accuracy/top1:' in ln]
+    assert lines, 'no accuracy/top1 in the output:\n' + output[-3000:]
+    return float(lines[-1].split('accuracy/top1:')[1].split()[0])

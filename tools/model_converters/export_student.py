@@ -1,0 +1,75 @@
+"""Export the student of an NCKD distiller as a plain mmpretrain classifier.
+
+    python tools/model_converters/export_student.py CONFIG CHECKPOINT OUT_DIR
+
+writes ``OUT_DIR/<config name>_student.py`` (an ``ImageClassifier`` config:
+the distiller config with ``model`` replaced by the student and the
+distillation-only hooks removed; a ``PreLogitsHook`` added when the
+evaluators use ``NCMetric``) and ``OUT_DIR/<config name>_student.pth``
+(``state_dict`` with the ``student.`` prefix stripped; no teacher, projector
+or prototype keys). Both work with ``tools/test.py`` and mmpretrain's
+inference API (``ImageClassificationInferencer``, ``get_model``).
+"""
+import argparse
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+from mmengine.runner.checkpoint import CheckpointLoader
+
+import mmnckd  # noqa: F401
+from mmnckd.models.distillers.nckd_distiller import resolve_model_cfg
+
+DISTILL_ONLY_HOOKS = ('TeacherPrototypeHook', )
+
+
+def export_student(config: str, checkpoint: str, out_dir: str):
+    cfg = Config.fromfile(config)
+    if cfg.model.get('type') != 'NCKDDistiller':
+        raise ValueError(f'{config} is not an NCKDDistiller config (model.type'
+                         f'={cfg.model.get("type")!r}): nothing to export.')
+    student = resolve_model_cfg(cfg.model.student, 'student')
+    cfg.model = student
+    hooks = [h for h in cfg.get('custom_hooks', [])
+             if h.get('type') not in DISTILL_ONLY_HOOKS]
+    evaluators = [cfg.get('val_evaluator'), cfg.get('test_evaluator')]
+    uses_nc_metric = any(
+        e.get('type') == 'NCMetric' for ev in evaluators if ev
+        for e in (ev if isinstance(ev, list) else [ev]))
+    if uses_nc_metric:  # a plain classifier needs it to feed NCMetric
+        hooks.append(dict(type='PreLogitsHook'))
+    cfg.custom_hooks = hooks
+    name = osp.splitext(osp.basename(config))[0] + '_student'
+    os.makedirs(out_dir, exist_ok=True)
+    cfg_path = osp.join(out_dir, name + '.py')
+    cfg.dump(cfg_path)
+
+    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    state = ckpt.get('state_dict', ckpt)
+    student_state = {k[len('student.'):]: v for k, v in state.items()
+                     if k.startswith('student.')}
+    if not student_state:
+        raise ValueError(f'{checkpoint} holds no "student." weights: is it a '
+                         f'distiller checkpoint?')
+    meta = dict(ckpt.get('meta', {}) or {})
+    meta.update(exported_from=osp.abspath(checkpoint))
+    ckpt_path = osp.join(out_dir, name + '.pth')
+    torch.save(dict(meta=meta, state_dict=student_state), ckpt_path)
+    return cfg_path, ckpt_path
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    parser.add_argument('config', help='the distiller config')
+    parser.add_argument('checkpoint', help='a distiller checkpoint')
+    parser.add_argument('out_dir', help='where the student config and '
+                        'checkpoint go')
+    args = parser.parse_args()
+    cfg_path, ckpt_path = export_student(args.config, args.checkpoint,
+                                         args.out_dir)
+    print(f'Student config: {cfg_path}\nStudent checkpoint: {ckpt_path}')
+
+
+if __name__ == '__main__':
+    main()
