@@ -1,0 +1,348 @@
+"""ShuffleNet V1 / V2 for CIFAR as in the CIFAR-100 KD benchmark (CRD's
+``ShuffleV1`` and ``ShuffleV2``, reused by mdistiller).
+
+Both use a CIFAR stem ``conv1x1(in_channels -> 24) - BN - ReLU`` (no stride,
+no max-pool) and three stages that each start with a stride-2 block, so a
+32x32 image gives 16, 8, 4 maps; the classifier is ``AvgPool(4) -
+Linear(C, num_classes)``, i.e. a ``GlobalAveragePooling`` neck plus a
+``LinearClsHead`` in mmpretrain. All convs are bias-free.
+
+ShuffleNet V1 (Zhang et al., 2018), CRD's ``ShuffleV1``: stage widths
+``(240, 480, 960)``, ``(4, 8, 4)`` blocks, ``groups = 3``. Bottleneck unit
+with ``mid = out / 4``::
+
+    gconv1x1(groups) - BN - ReLU - channel shuffle - dwconv3x3(stride) - BN
+    - ReLU - gconv1x1(groups) - BN
+
+(CRD applies a ReLU after the depthwise BN; the first 1x1 conv of the whole
+net is not grouped since it only sees 24 channels). Stride-1 units add the
+identity; stride-2 units concatenate with ``AvgPool(3, 2, 1)`` of the input
+(so their branch outputs ``stage_width - in_channels``). ReLU after the
+merge. Features: 960-d.
+
+ShuffleNet V2 (Ma et al., 2018), CRD's ``ShuffleV2`` (``net_size = 1``):
+stage widths ``(116, 232, 464)``, each stage one down-sampling unit followed
+by ``(3, 7, 3)`` basic units, then ``conv1x1(464 -> 1024) - BN - ReLU``.
+
+- basic unit: split the channels in halves ``x1, x2``; ``x2`` goes through
+  ``conv1x1 - BN - ReLU - dwconv3x3 - BN - conv1x1 - BN - ReLU``; concatenate
+  ``[x1, branch]`` and shuffle with 2 groups;
+- down-sampling unit (``mid = out / 2``): left ``dwconv3x3(s2) - BN -
+  conv1x1(-> mid) - BN - ReLU``, right ``conv1x1(-> mid) - BN - ReLU -
+  dwconv3x3(s2) - BN - conv1x1 - BN - ReLU``; concatenate, shuffle.
+
+Features: 1024-d (the final 1x1 conv is output index 3).
+"""
+from typing import Sequence, Union
+
+import torch
+import torch.nn as nn
+from mmcv.cnn import build_norm_layer
+from mmengine.model import BaseModule
+from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
+from mmpretrain.models.backbones.base_backbone import BaseBackbone
+from mmpretrain.registry import MODELS
+
+from .cifar_resnet import _normalize_indices
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """``(N, g * c, H, W)`` -> interleave the ``g`` groups channel-wise."""
+    if groups == 1:
+        return x
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(
+        n, c, h, w)
+
+
+def _conv_bn(in_channels, out_channels, kernel_size, stride, norm_cfg,
+             groups=1, act=True):
+    layers = [
+        nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            kernel_size // 2,
+            groups=groups,
+            bias=False),
+        build_norm_layer(norm_cfg, out_channels)[1]
+    ]
+    if act:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class _CIFARShuffleBackbone(BaseBackbone):
+    """Shared stem / freezing / norm_eval logic of the two ShuffleNets."""
+
+    def _init_common(self, in_channels, num_stages, out_indices,
+                     frozen_stages, norm_cfg, norm_eval):
+        self.num_stages = num_stages
+        self.out_indices = _normalize_indices(out_indices, num_stages)
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
+                             f'got {frozen_stages}.')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.conv1 = _conv_bn(in_channels, 24, 1, 1, norm_cfg)
+        self.layers = []
+
+    def forward(self, x):
+        x = self.conv1(x)
+        outs = []
+        for i, name in enumerate(self.layers):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def _freeze_stages(self):
+        modules = []
+        if self.frozen_stages >= 0:
+            modules.append(self.conv1)
+        if self.frozen_stages > 0:
+            modules += [
+                getattr(self, n) for n in self.layers[:self.frozen_stages]
+            ]
+        for m in modules:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+
+_DEFAULT_INIT = [
+    dict(type='Kaiming', layer=['Conv2d']),
+    dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
+]
+
+
+class ShuffleV1Unit(BaseModule):
+    """ShuffleNet V1 bottleneck unit (CRD variant, see module docstring).
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Channels of the residual branch (for stride 2
+            the unit outputs ``in_channels + out_channels``).
+        stride (int): 1 (add) or 2 (concat with avg-pooled input).
+        groups (int): Groups of the 1x1 convs.
+        first_groups (int): Groups of the first 1x1 conv (1 for the first
+            unit of the net). Defaults to ``groups``.
+        norm_cfg (dict): Norm layer config.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 stride: int,
+                 groups: int,
+                 first_groups: int = None,
+                 norm_cfg: dict = dict(type='BN'),
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        assert stride in (1, 2)
+        first_groups = groups if first_groups is None else first_groups
+        mid = out_channels // 4
+        self.stride = stride
+        self.first_groups = first_groups
+        self.conv1 = _conv_bn(
+            in_channels, mid, 1, 1, norm_cfg, groups=first_groups)
+        self.conv2 = _conv_bn(mid, mid, 3, stride, norm_cfg, groups=mid)
+        self.conv3 = _conv_bn(
+            mid, out_channels, 1, 1, norm_cfg, groups=groups, act=False)
+        self.shortcut = (
+            nn.AvgPool2d(3, stride=2, padding=1) if stride == 2 else None)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        out = self.conv1(x)
+        out = channel_shuffle(out, self.first_groups)
+        out = self.conv3(self.conv2(out))
+        if self.stride == 2:
+            out = torch.cat([out, self.shortcut(x)], dim=1)
+        else:
+            out = out + x
+        return self.relu(out)
+
+
+@MODELS.register_module()
+class CIFARShuffleNetV1(_CIFARShuffleBackbone):
+    """CIFAR ShuffleNet V1 backbone of the KD benchmark (module docstring).
+
+    Args:
+        stage_channels (Sequence[int]): Output widths of the 3 stages.
+            Defaults to ``(240, 480, 960)``.
+        num_blocks (Sequence[int]): Units per stage. Defaults to
+            ``(4, 8, 4)``.
+        groups (int): Groups of the pointwise convs. Defaults to 3.
+        in_channels (int): Input image channels. Defaults to 3.
+        out_indices (int | Sequence[int]): Stages (0, 1, 2) to return.
+            Defaults to ``(2, )``.
+        frozen_stages (int): ``-1``: none; ``N >= 0``: the stem and the first
+            ``N`` stages. Defaults to -1.
+        norm_cfg (dict): Norm layer config. Defaults to ``dict(type='BN')``.
+        norm_eval (bool): Keep BN layers in eval mode. Defaults to False.
+        init_cfg (dict | list[dict]): Defaults to Kaiming for convs and
+            constant 1 (bias 0) for norm layers.
+
+    Attributes:
+        out_channels (int): ``stage_channels[-1]`` (960).
+    """
+
+    def __init__(self,
+                 stage_channels: Sequence[int] = (240, 480, 960),
+                 num_blocks: Sequence[int] = (4, 8, 4),
+                 groups: int = 3,
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = (2, ),
+                 frozen_stages: int = -1,
+                 norm_cfg: dict = dict(type='BN'),
+                 norm_eval: bool = False,
+                 init_cfg=_DEFAULT_INIT):
+        super().__init__(init_cfg=init_cfg)
+        if len(stage_channels) != 3 or len(num_blocks) != 3:
+            raise ValueError('stage_channels and num_blocks need 3 entries.')
+        self._init_common(in_channels, 3, out_indices, frozen_stages,
+                          norm_cfg, norm_eval)
+        self.groups = groups
+        c_in = 24
+        for i, (c_stage, n) in enumerate(zip(stage_channels, num_blocks)):
+            units = []
+            for j in range(n):
+                units.append(
+                    ShuffleV1Unit(
+                        c_in,
+                        c_stage - c_in if j == 0 else c_stage,
+                        stride=2 if j == 0 else 1,
+                        groups=groups,
+                        first_groups=1 if i == 0 and j == 0 else groups,
+                        norm_cfg=norm_cfg))
+                c_in = c_stage
+            name = f'layer{i + 1}'
+            self.add_module(name, nn.Sequential(*units))
+            self.layers.append(name)
+        self.out_channels = c_in
+        self._freeze_stages()
+
+
+class ShuffleV2BasicUnit(BaseModule):
+    """ShuffleNet V2 stride-1 unit (channel split, see module docstring)."""
+
+    def __init__(self,
+                 channels: int,
+                 norm_cfg: dict = dict(type='BN'),
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.split = channels // 2
+        c = channels - self.split
+        self.branch = nn.Sequential(
+            _conv_bn(c, c, 1, 1, norm_cfg),
+            _conv_bn(c, c, 3, 1, norm_cfg, groups=c, act=False),
+            _conv_bn(c, c, 1, 1, norm_cfg))
+
+    def forward(self, x):
+        x1, x2 = x[:, :self.split], x[:, self.split:]
+        return channel_shuffle(torch.cat([x1, self.branch(x2)], dim=1), 2)
+
+
+class ShuffleV2DownUnit(BaseModule):
+    """ShuffleNet V2 stride-2 unit (two branches, see module docstring)."""
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 norm_cfg: dict = dict(type='BN'),
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        mid = out_channels // 2
+        self.left = nn.Sequential(
+            _conv_bn(
+                in_channels,
+                in_channels,
+                3,
+                2,
+                norm_cfg,
+                groups=in_channels,
+                act=False), _conv_bn(in_channels, mid, 1, 1, norm_cfg))
+        self.right = nn.Sequential(
+            _conv_bn(in_channels, mid, 1, 1, norm_cfg),
+            _conv_bn(mid, mid, 3, 2, norm_cfg, groups=mid, act=False),
+            _conv_bn(mid, mid, 1, 1, norm_cfg))
+
+    def forward(self, x):
+        return channel_shuffle(
+            torch.cat([self.left(x), self.right(x)], dim=1), 2)
+
+
+@MODELS.register_module()
+class CIFARShuffleNetV2(_CIFARShuffleBackbone):
+    """CIFAR ShuffleNet V2 backbone of the KD benchmark (module docstring).
+
+    Args:
+        widen_factor (float): CRD's ``net_size``, one of
+            :attr:`arch_settings` (0.5, 1.0, 1.5, 2.0). Defaults to 1.0
+            (CRD's ``ShuffleV2``).
+        in_channels (int): Input image channels. Defaults to 3.
+        out_indices (int | Sequence[int]): 0-2 are the three stages, 3 the
+            final 1x1 conv. Defaults to ``(3, )``.
+        frozen_stages (int): ``-1``: none; ``N >= 0``: the stem and the first
+            ``N`` stages (index order above). Defaults to -1.
+        norm_cfg (dict): Norm layer config. Defaults to ``dict(type='BN')``.
+        norm_eval (bool): Keep BN layers in eval mode. Defaults to False.
+        init_cfg (dict | list[dict]): Defaults to Kaiming for convs and
+            constant 1 (bias 0) for norm layers.
+
+    Attributes:
+        out_channels (int): Width of the final conv (1024 for 1.0).
+    """
+
+    # widen_factor: (stage widths + final conv width, basic units per stage)
+    arch_settings = {
+        0.5: ((48, 96, 192, 1024), (3, 7, 3)),
+        1.0: ((116, 232, 464, 1024), (3, 7, 3)),
+        1.5: ((176, 352, 704, 1024), (3, 7, 3)),
+        2.0: ((224, 488, 976, 2048), (3, 7, 3)),
+    }
+
+    def __init__(self,
+                 widen_factor: float = 1.0,
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = (3, ),
+                 frozen_stages: int = -1,
+                 norm_cfg: dict = dict(type='BN'),
+                 norm_eval: bool = False,
+                 init_cfg=_DEFAULT_INIT):
+        super().__init__(init_cfg=init_cfg)
+        if float(widen_factor) not in self.arch_settings:
+            raise KeyError(f'widen_factor must be one of '
+                           f'{sorted(self.arch_settings)}, '
+                           f'got {widen_factor}.')
+        widths, num_blocks = self.arch_settings[float(widen_factor)]
+        self.widen_factor = widen_factor
+        self._init_common(in_channels, 4, out_indices, frozen_stages,
+                          norm_cfg, norm_eval)
+        c_in = 24
+        for i, (c_stage, n) in enumerate(zip(widths[:3], num_blocks)):
+            units = [ShuffleV2DownUnit(c_in, c_stage, norm_cfg=norm_cfg)]
+            units += [
+                ShuffleV2BasicUnit(c_stage, norm_cfg=norm_cfg)
+                for _ in range(n)
+            ]
+            c_in = c_stage
+            name = f'layer{i + 1}'
+            self.add_module(name, nn.Sequential(*units))
+            self.layers.append(name)
+        self.conv2 = _conv_bn(c_in, widths[3], 1, 1, norm_cfg)
+        self.layers.append('conv2')
+        self.out_channels = widths[3]
+        self._freeze_stages()

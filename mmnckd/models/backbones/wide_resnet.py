@@ -1,0 +1,207 @@
+"""Wide ResNets for CIFAR (Zagoruyko & Komodakis, 2016), WRN-d-k.
+
+Architecture (the ``wrn_*`` models of the CIFAR-100 KD benchmark, CRD /
+mdistiller):
+
+- stem: ``conv3x3(in_channels -> 16, stride 1)``, no BN/ReLU (pre-activation
+  net);
+- three stages of ``n = (d - 4) / 6`` pre-activation blocks with widths
+  ``16k, 32k, 64k`` and strides ``1, 2, 2``;
+- block: ``BN - ReLU - conv3x3(stride) - BN - ReLU - [dropout] - conv3x3``
+  added to a shortcut that is the identity when the width is unchanged, and
+  otherwise ``conv1x1(stride)`` applied to the *activated* input
+  ``ReLU(BN(x))``. All convs are bias-free;
+- a final ``BN - ReLU`` after the last stage.
+
+The final ``BN - ReLU`` belongs to the last stage here, so the output of
+stage 2 is the activated map and ``GlobalAveragePooling`` +
+``Linear(64k, num_classes)`` gives the standard WRN. The outputs of stages
+0 and 1 are the raw (pre-activation) sums of their last block.
+"""
+from typing import Sequence, Union
+
+import torch.nn as nn
+from mmcv.cnn import build_norm_layer
+from mmengine.model import BaseModule
+from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
+from mmpretrain.models.backbones.base_backbone import BaseBackbone
+from mmpretrain.registry import MODELS
+
+from .cifar_resnet import _normalize_indices
+
+
+class PreActWideBlock(BaseModule):
+    """Pre-activation block of a Wide ResNet.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        stride (int): Stride of the first conv and the shortcut conv.
+        drop_rate (float): Dropout probability between the two convs.
+        norm_cfg (dict): Norm layer config.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 stride: int = 1,
+                 drop_rate: float = 0.0,
+                 norm_cfg: dict = dict(type='BN'),
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.bn1 = build_norm_layer(norm_cfg, in_channels)[1]
+        self.conv1 = nn.Conv2d(
+            in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn2 = build_norm_layer(norm_cfg, out_channels)[1]
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+        self.dropout = nn.Dropout(drop_rate) if drop_rate > 0 else None
+        # The original WRN only projects when the width changes (a stride-2
+        # block with unchanged width cannot occur in WRN-d-k).
+        if in_channels != out_channels or stride != 1:
+            self.shortcut = nn.Conv2d(
+                in_channels, out_channels, 1, stride, bias=False)
+        else:
+            self.shortcut = None
+
+    def forward(self, x):
+        act = self.relu(self.bn1(x))
+        out = self.relu(self.bn2(self.conv1(act)))
+        if self.dropout is not None:
+            out = self.dropout(out)
+        out = self.conv2(out)
+        identity = x if self.shortcut is None else self.shortcut(act)
+        return out + identity
+
+
+@MODELS.register_module()
+class CIFARWideResNet(BaseBackbone):
+    """Wide ResNet WRN-d-k backbone for CIFAR (see module docstring).
+
+    Args:
+        arch (str | dict): One of :attr:`arch_settings` (``'wrn_16_1'``,
+            ``'wrn_16_2'``, ``'wrn_40_1'``, ``'wrn_40_2'``) or a dict with
+            keys ``depth`` (``6n + 4``) and ``widen_factor``.
+            Defaults to ``'wrn_40_2'``.
+        in_channels (int): Input image channels. Defaults to 3.
+        drop_rate (float): Dropout inside the blocks. Defaults to 0.
+        out_indices (int | Sequence[int]): Stages (0, 1, 2) to return.
+            Defaults to ``(2, )``.
+        frozen_stages (int): ``-1``: none; ``N >= 0``: the stem and the first
+            ``N`` stages (stage 2 includes the final BN). Defaults to -1.
+        norm_cfg (dict): Norm layer config. Defaults to ``dict(type='BN')``.
+        norm_eval (bool): Keep BN layers in eval mode. Defaults to False.
+        init_cfg (dict | list[dict]): Defaults to Kaiming for convs and
+            constant 1 (bias 0) for norm layers.
+
+    Attributes:
+        out_channels (int): ``64 * widen_factor``.
+    """
+
+    arch_settings = {
+        'wrn_16_1': dict(depth=16, widen_factor=1),
+        'wrn_16_2': dict(depth=16, widen_factor=2),
+        'wrn_40_1': dict(depth=40, widen_factor=1),
+        'wrn_40_2': dict(depth=40, widen_factor=2),
+    }
+    strides = (1, 2, 2)
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'wrn_40_2',
+                 in_channels: int = 3,
+                 drop_rate: float = 0.0,
+                 out_indices: Union[int, Sequence[int]] = (2, ),
+                 frozen_stages: int = -1,
+                 norm_cfg: dict = dict(type='BN'),
+                 norm_eval: bool = False,
+                 init_cfg=[
+                     dict(type='Kaiming', layer=['Conv2d']),
+                     dict(
+                         type='Constant',
+                         val=1,
+                         layer=['_BatchNorm', 'GroupNorm'])
+                 ]):
+        super().__init__(init_cfg=init_cfg)
+        if isinstance(arch, str):
+            if arch not in self.arch_settings:
+                raise KeyError(f'Unknown arch {arch!r}; choose from '
+                               f'{sorted(self.arch_settings)}.')
+            arch = self.arch_settings[arch]
+        elif not isinstance(arch, dict) or 'depth' not in arch:
+            raise TypeError('arch must be a str or a dict with key "depth".')
+        depth = arch['depth']
+        k = arch.get('widen_factor', 1)
+        if depth < 10 or (depth - 4) % 6 != 0:
+            raise ValueError(f'depth must be 6n + 4 with n >= 1, got {depth}.')
+        self.depth = depth
+        self.widen_factor = k
+        self.num_blocks = (depth - 4) // 6
+        self.widths = (16, 16 * k, 32 * k, 64 * k)
+        self.num_stages = 3
+        self.out_indices = _normalize_indices(out_indices, self.num_stages)
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, '
+                             f'{self.num_stages}], got {frozen_stages}.')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        self.conv1 = nn.Conv2d(
+            in_channels, self.widths[0], 3, 1, 1, bias=False)
+        self.layers = []
+        c_in = self.widths[0]
+        for i in range(self.num_stages):
+            c_out = self.widths[i + 1]
+            blocks = []
+            for j in range(self.num_blocks):
+                blocks.append(
+                    PreActWideBlock(
+                        c_in,
+                        c_out,
+                        stride=self.strides[i] if j == 0 else 1,
+                        drop_rate=drop_rate,
+                        norm_cfg=norm_cfg))
+                c_in = c_out
+            name = f'layer{i + 1}'
+            self.add_module(name, nn.Sequential(*blocks))
+            self.layers.append(name)
+        # final BN-ReLU of the pre-activation net (part of the last stage)
+        self.bn_final = build_norm_layer(norm_cfg, c_in)[1]
+        self.relu = nn.ReLU(inplace=True)
+        self.out_channels = c_in
+        self._freeze_stages()
+
+    def forward(self, x):
+        x = self.conv1(x)
+        outs = []
+        for i, name in enumerate(self.layers):
+            x = getattr(self, name)(x)
+            if i == self.num_stages - 1:
+                x = self.relu(self.bn_final(x))
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def _freeze_stages(self):
+        modules = []
+        if self.frozen_stages >= 0:
+            modules.append(self.conv1)
+        if self.frozen_stages > 0:
+            modules += [
+                getattr(self, n) for n in self.layers[:self.frozen_stages]
+            ]
+        if self.frozen_stages == self.num_stages:
+            modules.append(self.bn_final)
+        for m in modules:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self

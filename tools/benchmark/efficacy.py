@@ -1,0 +1,176 @@
+"""Efficacy table: student alone vs KD vs NCKD (and variants), several seeds.
+
+    python tools/benchmark/efficacy.py --dataset omniglot --seeds 0 1 2 \
+        [--methods student kd nckd nckd_kd] [--work-dir work_dirs/efficacy]
+
+Each (method, seed) trains with ``tools/train.py`` under the same schedule
+(the method config's own), then the *last* checkpoint (no best-epoch
+picking) is evaluated with ``tools/test.py`` and analysed for NC metrics on
+the test split. The teacher is trained once (seed 0) unless its checkpoint
+exists. Finished runs are reused, so an interrupted table resumes. Prints a
+markdown table of top-1 mean ± std (sample std over seeds) and NC metrics,
+and writes ``results.json`` and ``results.md`` in the work dir.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+# method -> (config, extra --cfg-options)
+NCKD = 'configs/nckd/nckd_r18w32_r18w8_omniglot.py'
+DATASETS = {
+    'omniglot': dict(
+        teacher='configs/teachers/resnet18w32_omniglot.py',
+        methods={
+            'student': ('configs/teachers/resnet18w8_omniglot_scratch.py', []),
+            'kd': ('configs/kd/kd_r18w32_r18w8_omniglot.py', []),
+            'dkd': ('configs/dkd/dkd_r18w32_r18w8_omniglot.py', []),
+            'nckd': (NCKD, []),
+            'nckd_kd': ('configs/nckd/nckd_kd_r18w32_r18w8_omniglot.py', []),
+            'nckd_dkd': (NCKD, [
+                'model.distill_losses.loss_dkd.type=DKDLoss',
+                'model.distill_losses.loss_dkd.warmup_epochs=5']),
+            # DESIGN.md section 8 options, one at a time on top of NCKD
+            'nckd_kd_cosine': ('configs/nckd/nckd_kd_r18w32_r18w8_omniglot.py',
+                               ['model.kd_target=prototype_cosine']),
+            'nckd_nearest_etf': (NCKD, ['model.head_weights=nearest_etf']),
+            'nckd_canonical_etf': (NCKD, ['model.head_weights=canonical']),
+            'nckd_fixed_scale': (NCKD,
+                                 ['model.student.head.learnable_scale=False']),
+            'nckd_nc2_etf': (NCKD,
+                             ['model.distill_losses.loss_nc2.target=etf']),
+            'nckd_nc2_rowsum': (NCKD, [
+                'model.distill_losses.loss_nc2.reduction=row_sum']),
+            'nckd_contrast': (NCKD, [
+                'model.distill_losses.loss_nc1.contrast_weight=1.0']),
+            'plugin_kd': (
+                'configs/nckd/nckd_plugin_kd_r18w32_r18w8_omniglot.py', []),
+            'nc1_only': (
+                'configs/nckd/ablation_nc1_only_r18w32_r18w8_omniglot.py', []),
+            'nc2_only': (
+                'configs/nckd/ablation_nc2_only_r18w32_r18w8_omniglot.py', []),
+            'nc3_head_only': (
+                'configs/nckd/ablation_nc3_head_only_r18w32_r18w8_omniglot.py',
+                []),
+        }),
+}
+
+
+def sh(cmd, log):
+    os.makedirs(osp.dirname(log), exist_ok=True)
+    with open(log, 'w') as f:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(f'{" ".join(cmd)} failed, see {log}')
+
+
+def last_checkpoint(work_dir):
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def train(config, work_dir, options):
+    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        return last_checkpoint(work_dir), None
+    os.makedirs(work_dir, exist_ok=True)
+    start = time.time()
+    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
+    if options:
+        cmd += ['--cfg-options', *options]
+    sh(cmd, osp.join(work_dir, 'train.out'))
+    return last_checkpoint(work_dir), time.time() - start
+
+
+def evaluate(config, ckpt, work_dir, options):
+    """top-1 from tools/test.py, NC metrics from nc_analysis.py."""
+    log = osp.join(work_dir, 'test.out')
+    cmd = [sys.executable, 'tools/test.py', config, ckpt, '--work-dir',
+           osp.join(work_dir, 'test')]
+    if options:
+        cmd += ['--cfg-options', *options]
+    sh(cmd, log)
+    with open(log) as f:
+        top1 = [ln for ln in f if 'accuracy/top1:' in ln][-1]
+    top1 = float(top1.split('accuracy/top1:')[1].split()[0])
+    out = osp.join(work_dir, 'nc.json')
+    cmd = [sys.executable, 'tools/analysis_tools/nc_analysis.py', config,
+           ckpt, '--out', out]
+    if options:
+        cmd += ['--cfg-options', *options]
+    sh(cmd, osp.join(work_dir, 'nc.out'))
+    with open(out) as f:
+        metrics = json.load(f)
+    metrics['top1_nc_analysis'] = metrics['top1']
+    metrics['top1'] = top1
+    return metrics
+
+
+def summary(values):
+    mean = statistics.mean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--dataset', default='omniglot', choices=DATASETS)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--methods', nargs='+')
+    parser.add_argument('--work-dir', default='work_dirs/efficacy')
+    parser.add_argument('--teacher-ckpt', help='reuse this teacher checkpoint')
+    args = parser.parse_args()
+    spec = DATASETS[args.dataset]
+    methods = args.methods or list(spec['methods'])
+    root = osp.join(args.work_dir, args.dataset)
+
+    teacher_ckpt = args.teacher_ckpt
+    if teacher_ckpt is None:
+        teacher_ckpt, _ = train(spec['teacher'], osp.join(root, 'teacher'),
+                                ['randomness.seed=0'])
+    teacher_ckpt = osp.abspath(teacher_ckpt)
+    teacher_nc = evaluate(spec['teacher'], teacher_ckpt,
+                          osp.join(root, 'teacher'), [])
+    results = dict(teacher=dict(ckpt=teacher_ckpt, **teacher_nc), runs={})
+    for method in methods:
+        config, extra = spec['methods'][method]
+        for seed in args.seeds:
+            work = osp.join(root, method, f'seed{seed}')
+            options = [f'randomness.seed={seed}', *extra]
+            if method != 'student':  # distillers: the shared teacher
+                options.append(f'model.teacher_ckpt={teacher_ckpt}')
+            ckpt, seconds = train(config, work, options)
+            metrics = evaluate(config, ckpt, work, [])
+            metrics['train_seconds'] = seconds
+            results['runs'].setdefault(method, {})[seed] = metrics
+            print(f'{method} seed {seed}: top1 {metrics["top1"]:.2f} '
+                  f'nc1 {metrics["nc1"]:.3f} nc2 {metrics["nc2"]:.3f} '
+                  f'nc3 {metrics.get("nc3", float("nan")):.3f}', flush=True)
+
+    lines = [f'| method | seeds | top-1 % (mean ± std) | nc1 | nc2 | nc3 |',
+             '|---|---|---|---|---|---|',
+             f'| teacher | 1 | {teacher_nc["top1"]:.2f} | '
+             f'{teacher_nc["nc1"]:.3f} | {teacher_nc["nc2"]:.3f} | '
+             f'{teacher_nc.get("nc3", float("nan")):.3f} |']
+    for method, runs in results['runs'].items():
+        top1 = summary([r['top1'] for r in runs.values()])
+        ncs = [summary([r.get(k, float('nan')) for r in runs.values()])[0]
+               for k in ('nc1', 'nc2', 'nc3')]
+        lines.append(f'| {method} | {len(runs)} | {top1[0]:.2f} ± '
+                     f'{top1[1]:.2f} | {ncs[0]:.3f} | {ncs[1]:.3f} | '
+                     f'{ncs[2]:.3f} |')
+    table = '\n'.join(lines)
+    print(table)
+    with open(osp.join(root, 'results.json'), 'w') as f:
+        json.dump(results, f, indent=2)
+    with open(osp.join(root, 'results.md'), 'w') as f:
+        f.write(table + '\n')
+
+
+if __name__ == '__main__':
+    main()
