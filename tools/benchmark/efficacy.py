@@ -76,15 +76,30 @@ def last_checkpoint(work_dir):
 
 
 def train(config, work_dir, options):
-    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
-        return last_checkpoint(work_dir), None
+    """Train to the end (resuming an interrupted run); the last checkpoint."""
     os.makedirs(work_dir, exist_ok=True)
     start = time.time()
     cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
+    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        cmd.append('--resume')  # finishes the schedule; no-op when done
     if options:
         cmd += ['--cfg-options', *options]
     sh(cmd, osp.join(work_dir, 'train.out'))
     return last_checkpoint(work_dir), time.time() - start
+
+
+def run_once(config, work_dir, options):
+    """Train + evaluate, cached in ``result.json`` so tables resume."""
+    result = osp.join(work_dir, 'result.json')
+    if osp.isfile(result):
+        with open(result) as f:
+            return json.load(f)
+    ckpt, seconds = train(config, work_dir, options)
+    metrics = evaluate(config, ckpt, work_dir, [])
+    metrics.update(ckpt=ckpt, train_seconds=seconds)
+    with open(result, 'w') as f:
+        json.dump(metrics, f, indent=2)
+    return metrics
 
 
 def evaluate(config, ckpt, work_dir, options):
@@ -130,13 +145,15 @@ def main():
     root = osp.join(args.work_dir, args.dataset)
 
     teacher_ckpt = args.teacher_ckpt
+    teacher_dir = osp.join(root, 'teacher')
     if teacher_ckpt is None:
-        teacher_ckpt, _ = train(spec['teacher'], osp.join(root, 'teacher'),
-                                ['randomness.seed=0'])
-    teacher_ckpt = osp.abspath(teacher_ckpt)
-    teacher_nc = evaluate(spec['teacher'], teacher_ckpt,
-                          osp.join(root, 'teacher'), [])
-    results = dict(teacher=dict(ckpt=teacher_ckpt, **teacher_nc), runs={})
+        teacher = run_once(spec['teacher'], teacher_dir, ['randomness.seed=0'])
+    else:
+        teacher = evaluate(spec['teacher'], teacher_ckpt, teacher_dir, [])
+        teacher['ckpt'] = teacher_ckpt
+    teacher_ckpt = osp.abspath(teacher['ckpt'])
+    teacher_nc = teacher
+    results = dict(teacher=teacher, runs={})
     for method in methods:
         config, extra = spec['methods'][method]
         for seed in args.seeds:
@@ -144,26 +161,27 @@ def main():
             options = [f'randomness.seed={seed}', *extra]
             if method != 'student':  # distillers: the shared teacher
                 options.append(f'model.teacher_ckpt={teacher_ckpt}')
-            ckpt, seconds = train(config, work, options)
-            metrics = evaluate(config, ckpt, work, [])
-            metrics['train_seconds'] = seconds
+            metrics = run_once(config, work, options)
             results['runs'].setdefault(method, {})[seed] = metrics
             print(f'{method} seed {seed}: top1 {metrics["top1"]:.2f} '
                   f'nc1 {metrics["nc1"]:.3f} nc2 {metrics["nc2"]:.3f} '
                   f'nc3 {metrics.get("nc3", float("nan")):.3f}', flush=True)
 
-    lines = [f'| method | seeds | top-1 % (mean ± std) | nc1 | nc2 | nc3 |',
-             '|---|---|---|---|---|---|',
+    lines = ['| method | seeds | top-1 % (mean ± std) | nc1 | nc2 | nc3 | '
+             'train min/run |',
+             '|---|---|---|---|---|---|---|',
              f'| teacher | 1 | {teacher_nc["top1"]:.2f} | '
              f'{teacher_nc["nc1"]:.3f} | {teacher_nc["nc2"]:.3f} | '
-             f'{teacher_nc.get("nc3", float("nan")):.3f} |']
+             f'{teacher_nc.get("nc3", float("nan")):.3f} | |']
     for method, runs in results['runs'].items():
         top1 = summary([r['top1'] for r in runs.values()])
+        minutes = statistics.mean(
+            (r.get('train_seconds') or 0) / 60 for r in runs.values())
         ncs = [summary([r.get(k, float('nan')) for r in runs.values()])[0]
                for k in ('nc1', 'nc2', 'nc3')]
         lines.append(f'| {method} | {len(runs)} | {top1[0]:.2f} ± '
                      f'{top1[1]:.2f} | {ncs[0]:.3f} | {ncs[1]:.3f} | '
-                     f'{ncs[2]:.3f} |')
+                     f'{ncs[2]:.3f} | {minutes:.1f} |')
     table = '\n'.join(lines)
     print(table)
     with open(osp.join(root, 'results.json'), 'w') as f:
