@@ -61,6 +61,35 @@ DATASETS = {
         }),
 }
 
+# Fashion-MNIST at 1,000 training images per class (10k of the 60k, so that
+# a table fits a CPU; the full 10k test set), same recipe for every method.
+FMNIST_SUBSET = ['train_dataloader.dataset.num_per_class=1000']
+DATASETS['fashion_mnist'] = dict(
+    teacher='configs/teachers/resnet18w32_fashionmnist.py',
+    options=FMNIST_SUBSET,
+    methods={
+        'student': (
+            'configs/teachers/resnet18w8_fashionmnist_scratch.py', []),
+        'kd': ('configs/kd/kd_r18w32_r18w8_fashionmnist.py', []),
+        'dkd': ('configs/dkd/dkd_r18w32_r18w8_fashionmnist.py', []),
+        'nckd': ('configs/nckd/nckd_r18w32_r18w8_fashionmnist.py', []),
+        'nckd_kd': ('configs/nckd/nckd_kd_r18w32_r18w8_fashionmnist.py', []),
+    })
+
+# The "NC teacher" route (DESIGN.md section 8): the same pairs distilled from
+# a teacher trained with mmnckd's ETFHead (collapsed towards an ETF by
+# construction) instead of a linear head.
+NC_TEACHER = 'configs/teachers/resnet18w32_etf_omniglot.py'
+DATASETS['omniglot_nc_teacher'] = dict(
+    teacher=NC_TEACHER,
+    methods={
+        name: (cfg, opts + [f'model.teacher={NC_TEACHER}'])
+        for name, (cfg, opts) in DATASETS['omniglot']['methods'].items()
+        if name != 'student'
+    })
+DATASETS['omniglot_nc_teacher']['methods']['student'] = \
+    DATASETS['omniglot']['methods']['student']
+
 
 def sh(cmd, log):
     os.makedirs(osp.dirname(log), exist_ok=True)
@@ -147,7 +176,8 @@ def main():
     teacher_ckpt = args.teacher_ckpt
     teacher_dir = osp.join(root, 'teacher')
     if teacher_ckpt is None:
-        teacher = run_once(spec['teacher'], teacher_dir, ['randomness.seed=0'])
+        teacher = run_once(spec['teacher'], teacher_dir,
+                           ['randomness.seed=0', *spec.get('options', [])])
     else:
         teacher = evaluate(spec['teacher'], teacher_ckpt, teacher_dir, [])
         teacher['ckpt'] = teacher_ckpt
@@ -158,7 +188,8 @@ def main():
         config, extra = spec['methods'][method]
         for seed in args.seeds:
             work = osp.join(root, method, f'seed{seed}')
-            options = [f'randomness.seed={seed}', *extra]
+            options = [f'randomness.seed={seed}', *spec.get('options', []),
+                       *extra]
             if method != 'student':  # distillers: the shared teacher
                 options.append(f'model.teacher_ckpt={teacher_ckpt}')
             metrics = run_once(config, work, options)

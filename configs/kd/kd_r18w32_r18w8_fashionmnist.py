@@ -1,0 +1,10 @@
+# Hinton KD on Fashion-MNIST: ResNet-18/32 teacher -> ResNet-18/8 student.
+_base_ = ['../teachers/resnet18w8_fashionmnist_scratch.py']
+
+model = dict(
+    _delete_=True,
+    type='NCKDDistiller',
+    student={{_base_.model}},
+    teacher='configs/teachers/resnet18w32_fashionmnist.py',
+    teacher_ckpt='work_dirs/resnet18w32_fashionmnist/epoch_15.pth',
+    distill_losses=dict(loss_kd=dict(type='KDLoss', tau=4.0, loss_weight=1.0)))
