@@ -10,3 +10,6 @@ model = dict(
     teacher='configs/teachers/resnet18w32_omniglot.py',
     teacher_ckpt='work_dirs/resnet18w32_omniglot/epoch_30.pth',
     distill_losses=dict(loss_kd=dict(type='KDLoss', tau=4.0, loss_weight=1.0)))
+
+# optimise the student (and projector), not the frozen teacher
+optim_wrapper = dict(constructor='DistillerOptimWrapperConstructor')

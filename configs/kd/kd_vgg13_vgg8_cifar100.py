@@ -19,3 +19,6 @@ model = dict(
     teacher='configs/teachers/vgg13_cifar100.py',
     teacher_ckpt='work_dirs/vgg13_cifar100/epoch_240.pth',
     distill_losses=dict(loss_kd=dict(type='KDLoss', tau=4.0, loss_weight=0.9)))
+
+# optimise the student (and projector), not the frozen teacher
+optim_wrapper = dict(constructor='DistillerOptimWrapperConstructor')

@@ -38,3 +38,6 @@ model = dict(
     teacher_ckpt='https://download.openmmlab.com/mmclassification/v0/resnet/'
     'resnet34_8xb32_in1k_20210831-f257d4e6.pth',
     distill_losses=dict(loss_kd=dict(type='KDLoss', tau=1.0, loss_weight=0.5)))
+
+# optimise the student (and projector), not the frozen teacher
+optim_wrapper = dict(constructor='DistillerOptimWrapperConstructor')

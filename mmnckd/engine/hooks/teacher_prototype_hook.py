@@ -159,7 +159,10 @@ class TeacherPrototypeHook(Hook):
                 bad = labels[(labels < 0) | (labels >= K)][0].item()
                 raise ValueError(
                     f'A training label {bad} is outside [0, {K}): the '
-                    f'dataset has more classes than model num_classes={K}.')
+                    f'dataset has more classes than the model '
+                    f'(model.student.head.num_classes = '
+                    f'model.teacher.head.num_classes = {K}). Set both to '
+                    f'the number of classes of train_dataloader.dataset.')
             feats = model.teacher_features(data['inputs']).double()
             sums.index_add_(0, labels, feats)
             counts += torch.bincount(labels, minlength=K).double()
@@ -176,5 +179,8 @@ class TeacherPrototypeHook(Hook):
             raise ValueError(
                 f'No training sample for class index {empty[:10]} '
                 f'({names}): a prototype needs at least one sample per class. '
-                f'Check the training set or model num_classes={K}.')
+                f'Give train_dataloader.dataset samples of every class, or '
+                f'set model num_classes (student and teacher heads, now {K}) '
+                f'to the classes it has, or pass precomputed prototypes with '
+                f'TeacherPrototypeHook(load_from=...).')
         return (sums / counts[:, None]).float(), counts

@@ -26,31 +26,11 @@ Architecture (Sandler et al., 2018, with CRD's CIFAR changes):
 from typing import Sequence, Union
 
 import torch.nn as nn
-from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
-from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 
-from .cifar_resnet import _normalize_indices
-
-
-def _conv_bn(in_channels, out_channels, kernel_size, stride, norm_cfg,
-             groups=1, act=True):
-    layers = [
-        nn.Conv2d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            kernel_size // 2,
-            groups=groups,
-            bias=False),
-        build_norm_layer(norm_cfg, out_channels)[1]
-    ]
-    if act:
-        layers.append(nn.ReLU(inplace=True))
-    return layers
+from .base_cifar import DEFAULT_INIT_CFG, CIFARBackbone
+from .conv_bn import conv_bn_layers as _conv_bn
 
 
 class CIFARInvertedResidual(BaseModule):
@@ -87,7 +67,7 @@ class CIFARInvertedResidual(BaseModule):
 
 
 @MODELS.register_module()
-class CIFARMobileNetV2(BaseBackbone):
+class CIFARMobileNetV2(CIFARBackbone):
     """CIFAR MobileNetV2 backbone of the KD benchmark (module docstring).
 
     Args:
@@ -124,75 +104,33 @@ class CIFARMobileNetV2(BaseBackbone):
                  frozen_stages: int = -1,
                  norm_cfg: dict = dict(type='BN'),
                  norm_eval: bool = False,
-                 init_cfg=[
-                     dict(type='Kaiming', layer=['Conv2d']),
-                     dict(
-                         type='Constant',
-                         val=1,
-                         layer=['_BatchNorm', 'GroupNorm'])
-                 ]):
-        super().__init__(init_cfg=init_cfg)
+                 init_cfg=DEFAULT_INIT_CFG):
+        # the inverted-residual groups, then the final 1x1 conv
+        super().__init__(
+            len(self.arch_settings) + 1, out_indices, frozen_stages,
+            norm_eval, init_cfg)
         self.widen_factor = widen_factor
         self.expand_ratio = expand_ratio
-        self.num_stages = len(self.arch_settings) + 1
-        self.out_indices = _normalize_indices(out_indices, self.num_stages)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, '
-                             f'{self.num_stages}], got {frozen_stages}.')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
 
         c_in = int(32 * widen_factor)
         self.conv1 = nn.Sequential(
             *_conv_bn(in_channels, c_in, 3, stem_stride, norm_cfg))
-        self.layers = []
         for i, (t, c, n, s) in enumerate(self.arch_settings):
-            t = expand_ratio if t is None else t
             c_out = int(c * widen_factor)
-            blocks = []
-            for j in range(n):
-                blocks.append(
-                    CIFARInvertedResidual(
-                        c_in, c_out, s if j == 0 else 1, t,
-                        norm_cfg=norm_cfg))
-                c_in = c_out
-            name = f'layer{i + 1}'
-            self.add_module(name, nn.Sequential(*blocks))
-            self.layers.append(name)
+            self.add_stage(
+                f'layer{i + 1}',
+                self.make_stage(
+                    CIFARInvertedResidual,
+                    n,
+                    c_in,
+                    c_out,
+                    s,
+                    expand_ratio=expand_ratio if t is None else t,
+                    norm_cfg=norm_cfg))
+            c_in = c_out
         self.out_channels = (
             int(1280 * widen_factor) if widen_factor > 1.0 else 1280)
-        self.conv2 = nn.Sequential(
-            *_conv_bn(c_in, self.out_channels, 1, 1, norm_cfg))
-        self.layers.append('conv2')
+        self.add_stage(
+            'conv2',
+            nn.Sequential(*_conv_bn(c_in, self.out_channels, 1, 1, norm_cfg)))
         self._freeze_stages()
-
-    def forward(self, x):
-        x = self.conv1(x)
-        outs = []
-        for i, name in enumerate(self.layers):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
-    def _freeze_stages(self):
-        modules = []
-        if self.frozen_stages >= 0:
-            modules.append(self.conv1)
-        if self.frozen_stages > 0:
-            modules += [
-                getattr(self, n) for n in self.layers[:self.frozen_stages]
-            ]
-        for m in modules:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self

@@ -22,9 +22,9 @@ from typing import Sequence, Union
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
-from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
+
+from .base_cifar import DEFAULT_INIT_CFG, CIFARBackbone
 
 
 class CIFARBasicBlock(BaseModule):
@@ -67,7 +67,7 @@ class CIFARBasicBlock(BaseModule):
 
 
 @MODELS.register_module()
-class CIFARResNet(BaseBackbone):
+class CIFARResNet(CIFARBackbone):
     """CIFAR ResNet backbone of the KD benchmark (see module docstring).
 
     Args:
@@ -108,6 +108,7 @@ class CIFARResNet(BaseBackbone):
         'resnet32x4': dict(depth=32, widths=(32, 64, 128, 256)),
     }
     strides = (1, 2, 2)
+    stem_names = ('conv1', 'bn1')  # + ReLU, see forward_stem
 
     def __init__(self,
                  arch: Union[str, dict] = 'resnet32',
@@ -117,59 +118,34 @@ class CIFARResNet(BaseBackbone):
                  norm_cfg: dict = dict(type='BN'),
                  norm_eval: bool = False,
                  zero_init_residual: bool = False,
-                 init_cfg=[
-                     dict(type='Kaiming', layer=['Conv2d']),
-                     dict(
-                         type='Constant',
-                         val=1,
-                         layer=['_BatchNorm', 'GroupNorm'])
-                 ]):
-        super().__init__(init_cfg=init_cfg)
-        if isinstance(arch, str):
-            if arch not in self.arch_settings:
-                raise KeyError(f'Unknown arch {arch!r}; choose from '
-                               f'{sorted(self.arch_settings)}.')
-            arch = self.arch_settings[arch]
-        elif not isinstance(arch, dict) or 'depth' not in arch:
-            raise TypeError('arch must be a str or a dict with key "depth".')
+                 init_cfg=DEFAULT_INIT_CFG):
+        arch = self._lookup_arch(arch, required_key='depth')
         depth = arch['depth']
         widths = tuple(arch.get('widths', (16, 16, 32, 64)))
         if depth < 8 or (depth - 2) % 6 != 0:
             raise ValueError(f'depth must be 6n + 2 with n >= 1, got {depth}.')
         if len(widths) != 4:
             raise ValueError(f'widths must have 4 entries, got {widths}.')
+        super().__init__(3, out_indices, frozen_stages, norm_eval, init_cfg)
         self.depth = depth
         self.widths = widths
         self.num_blocks = (depth - 2) // 6
-        self.num_stages = 3
-        self.out_indices = _normalize_indices(out_indices, self.num_stages)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, '
-                             f'{self.num_stages}], got {frozen_stages}.')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
         self.zero_init_residual = zero_init_residual
 
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         self.bn1 = build_norm_layer(norm_cfg, widths[0])[1]
         self.relu = nn.ReLU(inplace=True)
 
-        self.layers = []
-        c_in = widths[0]
         for i in range(self.num_stages):
-            c_out = widths[i + 1]
-            blocks = []
-            for j in range(self.num_blocks):
-                blocks.append(
-                    CIFARBasicBlock(
-                        c_in,
-                        c_out,
-                        stride=self.strides[i] if j == 0 else 1,
-                        norm_cfg=norm_cfg))
-                c_in = c_out
-            name = f'layer{i + 1}'
-            self.add_module(name, nn.Sequential(*blocks))
-            self.layers.append(name)
+            self.add_stage(
+                f'layer{i + 1}',
+                self.make_stage(
+                    CIFARBasicBlock,
+                    self.num_blocks,
+                    widths[i],
+                    widths[i + 1],
+                    self.strides[i],
+                    norm_cfg=norm_cfg))
         self.out_channels = widths[-1]
         self._freeze_stages()
 
@@ -183,51 +159,5 @@ class CIFARResNet(BaseBackbone):
                 if isinstance(m, CIFARBasicBlock):
                     nn.init.constant_(m.bn2.weight, 0)
 
-    def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
-        outs = []
-        for i, name in enumerate(self.layers):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
-    def _freeze_stages(self):
-        modules = []
-        if self.frozen_stages >= 0:
-            modules += [self.conv1, self.bn1]
-        if self.frozen_stages > 0:
-            modules += [
-                getattr(self, n) for n in self.layers[:self.frozen_stages]
-            ]
-        for m in modules:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
-
-
-def _normalize_indices(out_indices, num_stages: int) -> tuple:
-    """Turn an int / sequence of (possibly negative) indices into a sorted
-    tuple of valid stage indices."""
-    if isinstance(out_indices, int):
-        out_indices = [out_indices]
-    if not isinstance(out_indices, Sequence) or len(out_indices) == 0:
-        raise TypeError('out_indices must be an int or a non-empty sequence '
-                        f'of ints, got {out_indices!r}.')
-    result = []
-    for i in out_indices:
-        j = i + num_stages if i < 0 else i
-        if not 0 <= j < num_stages:
-            raise ValueError(f'Invalid out_index {i} for {num_stages} '
-                             'stages.')
-        result.append(j)
-    return tuple(sorted(set(result)))
+    def forward_stem(self, x):
+        return self.relu(self.bn1(self.conv1(x)))

@@ -37,13 +37,11 @@ from typing import Sequence, Union
 
 import torch
 import torch.nn as nn
-from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
-from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 
-from .cifar_resnet import _normalize_indices
+from .base_cifar import DEFAULT_INIT_CFG, CIFARBackbone
+from .conv_bn import conv_bn_layers
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -55,75 +53,8 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
         n, c, h, w)
 
 
-def _conv_bn(in_channels, out_channels, kernel_size, stride, norm_cfg,
-             groups=1, act=True):
-    layers = [
-        nn.Conv2d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            kernel_size // 2,
-            groups=groups,
-            bias=False),
-        build_norm_layer(norm_cfg, out_channels)[1]
-    ]
-    if act:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
-
-
-class _CIFARShuffleBackbone(BaseBackbone):
-    """Shared stem / freezing / norm_eval logic of the two ShuffleNets."""
-
-    def _init_common(self, in_channels, num_stages, out_indices,
-                     frozen_stages, norm_cfg, norm_eval):
-        self.num_stages = num_stages
-        self.out_indices = _normalize_indices(out_indices, num_stages)
-        if not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
-                             f'got {frozen_stages}.')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.conv1 = _conv_bn(in_channels, 24, 1, 1, norm_cfg)
-        self.layers = []
-
-    def forward(self, x):
-        x = self.conv1(x)
-        outs = []
-        for i, name in enumerate(self.layers):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
-    def _freeze_stages(self):
-        modules = []
-        if self.frozen_stages >= 0:
-            modules.append(self.conv1)
-        if self.frozen_stages > 0:
-            modules += [
-                getattr(self, n) for n in self.layers[:self.frozen_stages]
-            ]
-        for m in modules:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
-
-
-_DEFAULT_INIT = [
-    dict(type='Kaiming', layer=['Conv2d']),
-    dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
-]
+def _conv_bn(*args, **kwargs) -> nn.Sequential:
+    return nn.Sequential(*conv_bn_layers(*args, **kwargs))
 
 
 class ShuffleV1Unit(BaseModule):
@@ -176,7 +107,7 @@ class ShuffleV1Unit(BaseModule):
 
 
 @MODELS.register_module()
-class CIFARShuffleNetV1(_CIFARShuffleBackbone):
+class CIFARShuffleNetV1(CIFARBackbone):
     """CIFAR ShuffleNet V1 backbone of the KD benchmark (module docstring).
 
     Args:
@@ -208,12 +139,11 @@ class CIFARShuffleNetV1(_CIFARShuffleBackbone):
                  frozen_stages: int = -1,
                  norm_cfg: dict = dict(type='BN'),
                  norm_eval: bool = False,
-                 init_cfg=_DEFAULT_INIT):
-        super().__init__(init_cfg=init_cfg)
+                 init_cfg=DEFAULT_INIT_CFG):
         if len(stage_channels) != 3 or len(num_blocks) != 3:
             raise ValueError('stage_channels and num_blocks need 3 entries.')
-        self._init_common(in_channels, 3, out_indices, frozen_stages,
-                          norm_cfg, norm_eval)
+        super().__init__(3, out_indices, frozen_stages, norm_eval, init_cfg)
+        self.conv1 = _conv_bn(in_channels, 24, 1, 1, norm_cfg)
         self.groups = groups
         c_in = 24
         for i, (c_stage, n) in enumerate(zip(stage_channels, num_blocks)):
@@ -228,9 +158,7 @@ class CIFARShuffleNetV1(_CIFARShuffleBackbone):
                         first_groups=1 if i == 0 and j == 0 else groups,
                         norm_cfg=norm_cfg))
                 c_in = c_stage
-            name = f'layer{i + 1}'
-            self.add_module(name, nn.Sequential(*units))
-            self.layers.append(name)
+            self.add_stage(f'layer{i + 1}', nn.Sequential(*units))
         self.out_channels = c_in
         self._freeze_stages()
 
@@ -285,7 +213,7 @@ class ShuffleV2DownUnit(BaseModule):
 
 
 @MODELS.register_module()
-class CIFARShuffleNetV2(_CIFARShuffleBackbone):
+class CIFARShuffleNetV2(CIFARBackbone):
     """CIFAR ShuffleNet V2 backbone of the KD benchmark (module docstring).
 
     Args:
@@ -321,16 +249,15 @@ class CIFARShuffleNetV2(_CIFARShuffleBackbone):
                  frozen_stages: int = -1,
                  norm_cfg: dict = dict(type='BN'),
                  norm_eval: bool = False,
-                 init_cfg=_DEFAULT_INIT):
-        super().__init__(init_cfg=init_cfg)
+                 init_cfg=DEFAULT_INIT_CFG):
         if float(widen_factor) not in self.arch_settings:
             raise KeyError(f'widen_factor must be one of '
                            f'{sorted(self.arch_settings)}, '
                            f'got {widen_factor}.')
         widths, num_blocks = self.arch_settings[float(widen_factor)]
+        super().__init__(4, out_indices, frozen_stages, norm_eval, init_cfg)
         self.widen_factor = widen_factor
-        self._init_common(in_channels, 4, out_indices, frozen_stages,
-                          norm_cfg, norm_eval)
+        self.conv1 = _conv_bn(in_channels, 24, 1, 1, norm_cfg)
         c_in = 24
         for i, (c_stage, n) in enumerate(zip(widths[:3], num_blocks)):
             units = [ShuffleV2DownUnit(c_in, c_stage, norm_cfg=norm_cfg)]
@@ -339,10 +266,7 @@ class CIFARShuffleNetV2(_CIFARShuffleBackbone):
                 for _ in range(n)
             ]
             c_in = c_stage
-            name = f'layer{i + 1}'
-            self.add_module(name, nn.Sequential(*units))
-            self.layers.append(name)
-        self.conv2 = _conv_bn(c_in, widths[3], 1, 1, norm_cfg)
-        self.layers.append('conv2')
+            self.add_stage(f'layer{i + 1}', nn.Sequential(*units))
+        self.add_stage('conv2', _conv_bn(c_in, widths[3], 1, 1, norm_cfg))
         self.out_channels = widths[3]
         self._freeze_stages()

@@ -28,15 +28,13 @@ from typing import Optional, Sequence, Union
 
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
-from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 
-from .cifar_resnet import _normalize_indices
+from .base_cifar import DEFAULT_INIT_CFG, CIFARBackbone
 
 
 @MODELS.register_module()
-class CIFARVGG(BaseBackbone):
+class CIFARVGG(CIFARBackbone):
     """CIFAR VGG-BN backbone of the KD benchmark (see module docstring).
 
     Args:
@@ -69,6 +67,7 @@ class CIFARVGG(BaseBackbone):
         'vgg19': [[64, 64], [128, 128], [256, 256, 256, 256],
                   [512, 512, 512, 512], [512, 512, 512, 512]],
     }
+    stem_names = ()  # VGG has no separate stem
 
     def __init__(self,
                  arch: Union[str, Sequence[Sequence[int]]] = 'vgg13',
@@ -78,33 +77,15 @@ class CIFARVGG(BaseBackbone):
                  frozen_stages: int = -1,
                  norm_cfg: dict = dict(type='BN'),
                  norm_eval: bool = False,
-                 init_cfg=[
-                     dict(type='Kaiming', layer=['Conv2d']),
-                     dict(
-                         type='Constant',
-                         val=1,
-                         layer=['_BatchNorm', 'GroupNorm'])
-                 ]):
-        super().__init__(init_cfg=init_cfg)
-        if isinstance(arch, str):
-            if arch not in self.arch_settings:
-                raise KeyError(f'Unknown arch {arch!r}; choose from '
-                               f'{sorted(self.arch_settings)}.')
-            arch = self.arch_settings[arch]
+                 init_cfg=DEFAULT_INIT_CFG):
+        arch = self._lookup_arch(arch)
         arch = [list(stage) for stage in arch]
         if len(arch) != 5 or not all(arch):
             raise ValueError('arch must have 5 non-empty stages.')
+        super().__init__(5, out_indices, frozen_stages, norm_eval, init_cfg)
         self.stage_widths = arch
-        self.num_stages = 5
         self.pool_before_last = pool_before_last
-        self.out_indices = _normalize_indices(out_indices, self.num_stages)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, '
-                             f'{self.num_stages}], got {frozen_stages}.')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
 
-        self.layers = []
         c_in = in_channels
         for i, widths in enumerate(arch):
             convs = []
@@ -115,9 +96,7 @@ class CIFARVGG(BaseBackbone):
                     nn.ReLU(inplace=True)
                 ]
                 c_in = c_out
-            name = f'layer{i + 1}'
-            self.add_module(name, nn.Sequential(*convs))
-            self.layers.append(name)
+            self.add_stage(f'layer{i + 1}', nn.Sequential(*convs))
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.out_channels = c_in
         self._freeze_stages()
@@ -126,28 +105,11 @@ class CIFARVGG(BaseBackbone):
         pool_last = self.pool_before_last
         if pool_last is None:
             pool_last = x.shape[2] == 64
-        outs = []
-        for i, name in enumerate(self.layers):
-            if 0 < i < self.num_stages - 1 or (i == self.num_stages - 1
-                                               and pool_last):
-                x = self.pool(x)
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
+        return self.forward_stages(self.forward_stem(x), pool_last=pool_last)
 
-    def _freeze_stages(self):
-        for name in self.layers[:max(self.frozen_stages, 0)]:
-            m = getattr(self, name)
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
+    def forward_stage(self, i, x, pool_last):
+        # max-pool before stages 1-3, and before stage 4 if ``pool_last``
+        if 0 < i < self.num_stages - 1 or (i == self.num_stages - 1
+                                           and pool_last):
+            x = self.pool(x)
+        return super().forward_stage(i, x)

@@ -23,11 +23,9 @@ from typing import Sequence, Union
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
-from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 
-from .cifar_resnet import _normalize_indices
+from .base_cifar import DEFAULT_INIT_CFG, CIFARBackbone
 
 
 class PreActWideBlock(BaseModule):
@@ -76,7 +74,7 @@ class PreActWideBlock(BaseModule):
 
 
 @MODELS.register_module()
-class CIFARWideResNet(BaseBackbone):
+class CIFARWideResNet(CIFARBackbone):
     """Wide ResNet WRN-d-k backbone for CIFAR (see module docstring).
 
     Args:
@@ -115,93 +113,45 @@ class CIFARWideResNet(BaseBackbone):
                  frozen_stages: int = -1,
                  norm_cfg: dict = dict(type='BN'),
                  norm_eval: bool = False,
-                 init_cfg=[
-                     dict(type='Kaiming', layer=['Conv2d']),
-                     dict(
-                         type='Constant',
-                         val=1,
-                         layer=['_BatchNorm', 'GroupNorm'])
-                 ]):
-        super().__init__(init_cfg=init_cfg)
-        if isinstance(arch, str):
-            if arch not in self.arch_settings:
-                raise KeyError(f'Unknown arch {arch!r}; choose from '
-                               f'{sorted(self.arch_settings)}.')
-            arch = self.arch_settings[arch]
-        elif not isinstance(arch, dict) or 'depth' not in arch:
-            raise TypeError('arch must be a str or a dict with key "depth".')
+                 init_cfg=DEFAULT_INIT_CFG):
+        arch = self._lookup_arch(arch, required_key='depth')
         depth = arch['depth']
         k = arch.get('widen_factor', 1)
         if depth < 10 or (depth - 4) % 6 != 0:
             raise ValueError(f'depth must be 6n + 4 with n >= 1, got {depth}.')
+        super().__init__(3, out_indices, frozen_stages, norm_eval, init_cfg)
         self.depth = depth
         self.widen_factor = k
         self.num_blocks = (depth - 4) // 6
         self.widths = (16, 16 * k, 32 * k, 64 * k)
-        self.num_stages = 3
-        self.out_indices = _normalize_indices(out_indices, self.num_stages)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, '
-                             f'{self.num_stages}], got {frozen_stages}.')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
 
         self.conv1 = nn.Conv2d(
             in_channels, self.widths[0], 3, 1, 1, bias=False)
-        self.layers = []
-        c_in = self.widths[0]
         for i in range(self.num_stages):
-            c_out = self.widths[i + 1]
-            blocks = []
-            for j in range(self.num_blocks):
-                blocks.append(
-                    PreActWideBlock(
-                        c_in,
-                        c_out,
-                        stride=self.strides[i] if j == 0 else 1,
-                        drop_rate=drop_rate,
-                        norm_cfg=norm_cfg))
-                c_in = c_out
-            name = f'layer{i + 1}'
-            self.add_module(name, nn.Sequential(*blocks))
-            self.layers.append(name)
+            self.add_stage(
+                f'layer{i + 1}',
+                self.make_stage(
+                    PreActWideBlock,
+                    self.num_blocks,
+                    self.widths[i],
+                    self.widths[i + 1],
+                    self.strides[i],
+                    drop_rate=drop_rate,
+                    norm_cfg=norm_cfg))
+        self.out_channels = self.widths[-1]
         # final BN-ReLU of the pre-activation net (part of the last stage)
-        self.bn_final = build_norm_layer(norm_cfg, c_in)[1]
+        self.bn_final = build_norm_layer(norm_cfg, self.out_channels)[1]
         self.relu = nn.ReLU(inplace=True)
-        self.out_channels = c_in
         self._freeze_stages()
 
-    def forward(self, x):
-        x = self.conv1(x)
-        outs = []
-        for i, name in enumerate(self.layers):
-            x = getattr(self, name)(x)
-            if i == self.num_stages - 1:
-                x = self.relu(self.bn_final(x))
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
+    def forward_stage(self, i, x):
+        x = super().forward_stage(i, x)
+        if i == self.num_stages - 1:
+            x = self.relu(self.bn_final(x))
+        return x
 
-    def _freeze_stages(self):
-        modules = []
-        if self.frozen_stages >= 0:
-            modules.append(self.conv1)
-        if self.frozen_stages > 0:
-            modules += [
-                getattr(self, n) for n in self.layers[:self.frozen_stages]
-            ]
+    def frozen_modules(self):
+        modules = super().frozen_modules()
         if self.frozen_stages == self.num_stages:
             modules.append(self.bn_final)
-        for m in modules:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
+        return modules

@@ -1,0 +1,1 @@
+from .distiller_constructor import DistillerOptimWrapperConstructor
