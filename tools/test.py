@@ -2,8 +2,9 @@
 
 Accepts a plain mmpretrain classifier config with its checkpoint, or an mmnckd
 distiller config with a distiller checkpoint (the student is evaluated; the
-teacher checkpoint is not loaded). Runs on several processes without a GPU
-like ``tools/train.py``.
+teacher checkpoint is not loaded). A distiller checkpoint given with a plain
+config, or the reverse, is refused with a message naming the config to use.
+Runs on several processes without a GPU like ``tools/train.py``.
 """
 import argparse
 import os
@@ -14,8 +15,11 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import CheckpointLoader
+from mmpretrain.registry import MODELS
 
 import mmnckd  # noqa: F401  (registers mmnckd and the safe checkpoint types)
+from mmnckd.models.distillers import NCKDDistiller
 from mmnckd.utils import (default_work_dir, init_cpu_distributed,
                           set_dataloader_defaults)
 
@@ -90,9 +94,44 @@ def merge_args(cfg, args):
     return cfg
 
 
+def check_checkpoint(cfg, config: str, checkpoint: str) -> None:
+    """Refuse a distiller checkpoint with a plain classifier config and the
+    reverse: mmengine loads checkpoints non-strictly and would only warn
+    about the missing keys, then test randomly initialised weights."""
+    model_cfg = cfg.model
+    if 'TTA' in str(model_cfg.get('type')) and 'module' in model_cfg:
+        model_cfg = model_cfg.module
+    model_type = model_cfg.get('type')
+    model_cls = MODELS.get(model_type) if isinstance(model_type, str) \
+        else model_type
+    is_distiller = isinstance(model_cls, type) and issubclass(
+        model_cls, NCKDDistiller)
+    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    keys = [k[7:] if k.startswith('module.') else k for k in state]
+    from_distiller = any(k.startswith('student.') for k in keys)
+    if is_distiller and not from_distiller:
+        raise ValueError(
+            f'{checkpoint} holds no "student." weights (a plain classifier '
+            f'checkpoint, e.g. an exported student), but {config} has '
+            f'model.type={model_type!r}: test it with the plain classifier '
+            f'config it belongs to (export_student.py writes '
+            f'<name>_student.py next to <name>_student.pth), or pass the '
+            f'distiller checkpoint (work_dir/epoch_N.pth) with this config.')
+    if not is_distiller and from_distiller:
+        raise ValueError(
+            f'{checkpoint} is an NCKDDistiller checkpoint ("student." '
+            f'weights), but {config} has model.type={model_type!r}: test it '
+            f'with the distiller config it was trained with, or export the '
+            f'student first (python tools/model_converters/export_student.py '
+            f'DISTILLER_CONFIG {checkpoint} OUT_DIR) and test '
+            f'OUT_DIR/<name>_student.py with OUT_DIR/<name>_student.pth.')
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_checkpoint(cfg, args.config, args.checkpoint)
     init_cpu_distributed(cfg)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))

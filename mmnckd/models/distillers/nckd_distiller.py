@@ -146,6 +146,9 @@ class NCKDDistiller(BaseModel):
             augments = (getattr(student, 'train_cfg', None) or {}).get('augments')
             if augments is not None:
                 data_preprocessor.setdefault('batch_augments', dict(augments=augments))
+            # mmpretrain's registry, as ImageClassifier does: works without
+            # default_scope='mmpretrain'
+            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.student = student
         # the exported student must preprocess exactly as in training
@@ -302,7 +305,13 @@ class NCKDDistiller(BaseModel):
         except Exception as e:
             raise RuntimeError(
                 f'model.teacher_ckpt={filename!r} could not be read as a '
-                f'checkpoint ({type(e).__name__}: {e}).') from e
+                f'checkpoint ({type(e).__name__}: {e}). Point it to a file '
+                f'written by torch.save / mmengine (e.g. the teacher\'s '
+                f'work_dir/epoch_N.pth); checkpoints are loaded with '
+                f'weights_only=True, so one that pickles other Python '
+                f'objects is refused: re-save only its weights, '
+                f'torch.save(dict(state_dict=model.state_dict()), path), from '
+                f'a source you trust.') from e
         state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
         if not isinstance(state, dict):
             raise RuntimeError(f'model.teacher_ckpt={filename!r} holds no '
