@@ -330,3 +330,40 @@ def test_publish_model_without_config(tmp_path):
     with pytest.raises(SystemExit):
         publish_model.main([str(ckpt), str(tmp_path / 'o2'), '--name',
                             'Bad Name'])
+
+
+def _published_omniglot():
+    import yaml
+    entries = []
+    for algo in ('nckd', 'kd'):
+        with open(REPO / 'configs' / algo / 'metafile.yml') as f:
+            for m in yaml.safe_load(f)['Models']:
+                if m['Name'].endswith('_omniglot') and m.get('Weights'):
+                    entries.append(m)
+    return entries
+
+
+@pytest.mark.parametrize('entry', _published_omniglot(),
+                         ids=lambda m: m['Name'])
+def test_published_omniglot_student_reproduces_its_top1(entry):
+    """get_model() loads the published weights, and tools/test.py on them
+    gives the top-1 written in the metafile."""
+    import mmpretrain
+    weights = REPO / entry['Weights']
+    assert weights.is_file() and weights.stat().st_size < 5 * 2**20
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:8]
+    assert weights.stem.endswith(digest)
+    model = mmpretrain.get_model(entry['Name'], pretrained=str(weights))
+    state = torch.load(weights, weights_only=True)['state_dict']
+    for key, value in model.state_dict().items():
+        if key in state:
+            assert torch.equal(value, state[key]), key
+    out = subprocess.run(
+        [sys.executable, 'tools/test.py', entry['Config'], str(weights)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = [ln for ln in (out.stdout + out.stderr).splitlines()
+            if 'accuracy/top1:' in ln][-1]
+    top1 = float(line.split('accuracy/top1:')[1].split()[0])
+    expected = entry['Results'][0]['Metrics']['Top 1 Accuracy']
+    assert top1 == pytest.approx(expected, abs=0.01)
