@@ -21,7 +21,7 @@ from mmpretrain.registry import MODELS
 import mmnckd  # noqa: F401  (registers mmnckd and the safe checkpoint types)
 from mmnckd.models.distillers import NCKDDistiller
 from mmnckd.utils import (default_work_dir, init_cpu_distributed,
-                          set_dataloader_defaults)
+                          set_dataloader_defaults, shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -139,6 +139,7 @@ def main(argv=None):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
     metrics = runner.test()
+    shutdown_distributed()  # on success only: a failing rank must exit
     if args.out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)
     return metrics

@@ -14,7 +14,7 @@ from mmengine.runner import Runner
 
 import mmnckd  # noqa: F401  (registers mmnckd and the safe checkpoint types)
 from mmnckd.utils import (default_work_dir, init_cpu_distributed,
-                          set_dataloader_defaults)
+                          set_dataloader_defaults, shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -91,6 +91,7 @@ def main(argv=None):
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()
+    shutdown_distributed()  # on success only: a failing rank must exit
 
 
 if __name__ == '__main__':

@@ -1,8 +1,8 @@
 from .launch import (default_work_dir, init_cpu_distributed,
-                     set_dataloader_defaults)
+                     set_dataloader_defaults, shutdown_distributed)
 from .safe_load import register_safe_globals, safe_globals
 
 __all__ = [
     'register_safe_globals', 'safe_globals', 'init_cpu_distributed',
-    'set_dataloader_defaults', 'default_work_dir'
+    'set_dataloader_defaults', 'default_work_dir', 'shutdown_distributed'
 ]

@@ -66,6 +66,18 @@ def init_cpu_distributed(cfg) -> bool:
     return True
 
 
+def shutdown_distributed() -> None:
+    """Tear the process group down before the interpreter exits.
+
+    mmengine leaves it alive; with gloo on CPU a process then sometimes
+    aborts at exit ("terminate called without an active exception", exit
+    code -6) after training has finished, failing the whole launch.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
+
+
 def set_dataloader_defaults(cfg, fields, defaults, overrides=None) -> None:
     """Fill each named dataloader's missing keys from ``defaults``, then
     force ``overrides`` (command-line flags such as ``--no-pin-memory``)."""
