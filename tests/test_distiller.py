@@ -8,25 +8,7 @@ import mmnckd  # noqa: F401
 from mmnckd.models.utils import etf_gram
 from mmpretrain.registry import MODELS
 
-K = 6
-
-
-def classifier(width, head=None, neck=None):
-    return dict(
-        type='ImageClassifier',
-        backbone=dict(type='ResNet_CIFAR', depth=18, in_channels=1,
-                      stem_channels=width, base_channels=width,
-                      strides=(2, 2, 2, 2), out_indices=(3, )),
-        neck=neck or dict(type='GlobalAveragePooling'),
-        head=head or dict(type='LinearClsHead', num_classes=K,
-                          in_channels=8 * width))
-
-
-TEACHER = classifier(4)  # 32-d features
-NC_STUDENT = classifier(
-    2, neck=dict(type='Projector', in_channels=16, out_channels=32,
-                 hidden_channels=32, mode='mlp'),
-    head=dict(type='ETFHead', num_classes=K, in_channels=32))
+from small_models import K, NC_STUDENT, TEACHER, classifier
 
 
 def distiller(**kwargs):
