@@ -6,7 +6,7 @@ model = dict(
         neck=dict(_delete_=True, type='Projector', in_channels=64,
                   out_channels=256, hidden_channels=256, mode='mlp'),
         head=dict(_delete_=True, type='ETFHead', num_classes=10,
-                  in_channels=256, learnable_scale=True)),
+                  in_channels=256, learnable_scale=False)),
     head_weights='teacher',
     distill_losses=dict(
         _delete_=True,

@@ -41,8 +41,9 @@ DATASETS = {
                                ['model.kd_target=prototype_cosine']),
             'nckd_nearest_etf': (NCKD, ['model.head_weights=nearest_etf']),
             'nckd_canonical_etf': (NCKD, ['model.head_weights=canonical']),
-            'nckd_fixed_scale': (NCKD,
-                                 ['model.student.head.learnable_scale=False']),
+            'nckd_learnable_scale': (
+                'configs/nckd/nckd_learnable_scale_r18w32_r18w8_omniglot.py',
+                []),
             'nckd_nc2_etf': (NCKD,
                              ['model.distill_losses.loss_nc2.target=etf']),
             'nckd_nc2_rowsum': (NCKD, [
