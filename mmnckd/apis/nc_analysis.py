@@ -19,6 +19,7 @@ from mmpretrain.registry import MODELS
 
 from ..evaluation import NCAccumulator
 from ..models.utils import classifier_weight
+from ..utils.loaders import innermost_dataset, train_pass_loader_cfg
 
 
 def _dataloader_cfg(cfg, split: str) -> dict:
@@ -27,16 +28,9 @@ def _dataloader_cfg(cfg, split: str) -> dict:
         return test
     if split != 'train':
         raise ValueError(f'split must be "train" or "test", got {split!r}.')
-    loader = copy.deepcopy(cfg.train_dataloader)
-    dataset = loader['dataset']
-    while 'pipeline' not in dataset and 'dataset' in dataset:
-        dataset = dataset['dataset']
-    test_ds = test['dataset']
-    while 'pipeline' not in test_ds and 'dataset' in test_ds:
-        test_ds = test_ds['dataset']
-    dataset['pipeline'] = test_ds['pipeline']  # no random augmentation
-    loader['sampler'] = dict(type='DefaultSampler', shuffle=False,
-                             round_up=False)
+    # no random augmentation, every training sample once
+    loader = train_pass_loader_cfg(
+        cfg.train_dataloader, innermost_dataset(test['dataset'])['pipeline'])
     loader['batch_size'] = test['batch_size']
     return loader
 

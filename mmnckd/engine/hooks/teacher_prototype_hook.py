@@ -8,7 +8,6 @@ stored in the distiller's buffers (``NCKDDistiller.set_prototypes``), hence
 saved in checkpoints: a resumed run finds them and does not recompute.
 Optionally saved to / loaded from a file.
 """
-import copy
 import os.path as osp
 from typing import Optional
 
@@ -19,12 +18,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.utils import ProgressBar
 from mmpretrain.registry import HOOKS
 
-
-def _innermost_dataset(dataset_cfg):
-    """The dataset config that owns the pipeline (through wrappers)."""
-    while 'pipeline' not in dataset_cfg and 'dataset' in dataset_cfg:
-        dataset_cfg = dataset_cfg['dataset']
-    return dataset_cfg
+from ...utils.loaders import innermost_dataset, train_pass_loader_cfg
 
 
 @HOOKS.register_module()
@@ -114,21 +108,17 @@ class TeacherPrototypeHook(Hook):
 
     def _dataloader_cfg(self, runner) -> dict:
         cfg = runner.cfg
-        loader = copy.deepcopy(cfg.train_dataloader)
         pipeline = self.pipeline
         if pipeline is None:
             for key in ('test_dataloader', 'val_dataloader'):
                 if cfg.get(key) is not None:
-                    pipeline = _innermost_dataset(cfg[key]['dataset'])['pipeline']
+                    pipeline = innermost_dataset(cfg[key]['dataset'])['pipeline']
                     break
         if pipeline is None:
             raise ValueError(
                 'TeacherPrototypeHook needs the test pipeline: set its '
                 'pipeline=[...] or give the config a test_dataloader.')
-        _innermost_dataset(loader['dataset'])['pipeline'] = copy.deepcopy(pipeline)
-        loader['sampler'] = dict(type='DefaultSampler', shuffle=False,
-                                 round_up=False)
-        loader.pop('batch_sampler', None)
+        loader = train_pass_loader_cfg(cfg.train_dataloader, pipeline)
         if self.batch_size is not None:
             loader['batch_size'] = self.batch_size
         if self.num_workers is not None:
