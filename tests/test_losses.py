@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from mmnckd.models.losses import (DKDLoss, ETFStructureLoss, KDLoss,
                                   PrototypeAlignLoss, label_weights)
+from mmnckd.models.losses.gram_distance import gram_distance
 from mmnckd.models.utils import etf_gram, simplex_etf
 
 SQ3 = math.sqrt(3.0)
@@ -439,6 +440,43 @@ def test_etf_gradients():
     loss.backward()
     assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
     assert protos.grad is None
+
+
+def test_gram_distance_matches_autograd():
+    # The one-product backward 4 (H H^T - T) H equals autograd's gradient.
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(7, 5, dtype=torch.float64, generator=gen)
+    a = torch.randn(7, 3, dtype=torch.float64, generator=gen)
+    target = a @ a.t()
+    h1 = h.clone().requires_grad_(True)
+    h2 = h.clone().requires_grad_(True)
+    ours = gram_distance(h1, target)
+    ref = (h2 @ h2.t() - target).pow(2).sum()
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
+    (3.0 * ours).backward()
+    (3.0 * ref).backward()
+    torch.testing.assert_close(h1.grad, h2.grad, rtol=1e-10, atol=1e-10)
+    assert torch.autograd.gradcheck(
+        lambda x: gram_distance(x, target), (h.clone().requires_grad_(True), ))
+    with pytest.raises(ValueError, match=r'\(7, 5\).*\(6, 6\)'):
+        gram_distance(h, torch.eye(6, dtype=torch.float64))
+
+
+def test_etf_target_gram_cache_follows_prototypes():
+    # The cached P P^T is recomputed when the prototypes change in place
+    # (a new prototype pass) or are another tensor.
+    z, labels = features_with_means([[1., 0.], [-1., 0.], [0., 3.]])
+    protos = tri_prototypes()
+    crit = ETFStructureLoss(3, 2)
+    first = crit(z, labels, protos).item()
+    assert crit(z, labels, protos).item() == pytest.approx(first, abs=1e-7)
+    rotated = protos @ torch.tensor([[0., 1.], [-1., 0.]])  # same Gram
+    assert crit(z, labels, rotated).item() == pytest.approx(first, abs=1e-6)
+    protos.copy_(torch.tensor([[1., 0.], [1., 0.], [0., 1.]]))
+    changed = crit(z, labels, protos).item()
+    expected = ETFStructureLoss(3, 2)(z, labels, protos.clone()).item()
+    assert changed == pytest.approx(expected, abs=1e-7)
+    assert abs(changed - first) > 1e-3
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
