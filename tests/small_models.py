@@ -20,4 +20,5 @@ TEACHER = classifier(4)
 NC_STUDENT = classifier(
     2, neck=dict(type='Projector', in_channels=16, out_channels=D_T,
                  hidden_channels=32, mode='mlp'),
-    head=dict(type='ETFHead', num_classes=K, in_channels=D_T))
+    head=dict(type='ETFHead', num_classes=K, in_channels=D_T,
+              learnable_scale=True))

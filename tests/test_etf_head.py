@@ -89,7 +89,8 @@ def test_default_scale():
 
 
 def test_weight_is_buffer_and_checkpointed():
-    head = ETFHead(num_classes=5, in_channels=8, seed=0)
+    head = ETFHead(num_classes=5, in_channels=8, seed=0,
+                   learnable_scale=True)
     assert torch.allclose(head.weight, simplex_etf(5, 8, seed=0))
     assert 'weight' in head.state_dict()
     assert all(p is not head.weight for p in head.parameters())
@@ -101,7 +102,8 @@ def test_weight_is_buffer_and_checkpointed():
     new.load_state_dict(head.state_dict())
     assert torch.equal(new.weight, head.weight)
 
-    fixed = ETFHead(num_classes=5, in_channels=8, learnable_scale=False)
+    fixed = ETFHead(num_classes=5, in_channels=8)  # the default: fixed
+    assert not fixed.learnable_scale
     assert list(fixed.parameters()) == []
     assert {'weight', 'log_scale'} <= set(fixed.state_dict())
 

@@ -288,7 +288,7 @@ def test_zero_norm_student_features_losses_and_head_finite():
             value = loss(z, labels, protos)
             value.backward()
             assert torch.isfinite(value) and torch.isfinite(z.grad).all()
-    head = ETFHead(num_classes=K, in_channels=D_T)
+    head = ETFHead(num_classes=K, in_channels=D_T, learnable_scale=True)
     feats = torch.zeros(6, D_T, requires_grad=True)
     logits = head((feats, ))
     assert torch.equal(logits, torch.zeros(6, K))

@@ -6,7 +6,7 @@ model = dict(
     type='NCKDDistiller',
     student={{_base_.model}},
     teacher='configs/teachers/resnet18w32_fashionmnist.py',
-    teacher_ckpt='work_dirs/resnet18w32_fashionmnist/epoch_15.pth',
+    teacher_ckpt='work_dirs/resnet18w32_fashionmnist/epoch_60.pth',
     distill_losses=dict(loss_kd=dict(type='KDLoss', tau=4.0, loss_weight=1.0)))
 
 # optimise the student (and projector), not the frozen teacher

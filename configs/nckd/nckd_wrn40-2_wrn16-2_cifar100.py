@@ -16,7 +16,7 @@ model = dict(
         neck=dict(_delete_=True, type='Projector', in_channels=128,
                   out_channels=128, hidden_channels=256, mode='mlp'),
         head=dict(_delete_=True, type='ETFHead', num_classes=100,
-                  in_channels=128, learnable_scale=True, topk=(1, 5))),
+                  in_channels=128, topk=(1, 5))),
     head_weights='teacher',
     distill_losses=dict(
         _delete_=True,

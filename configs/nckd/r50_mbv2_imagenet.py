@@ -22,7 +22,7 @@ model = dict(
         neck=dict(_delete_=True, type='Projector', in_channels=1280,
                   out_channels=2048, hidden_channels=2048, mode='mlp'),
         head=dict(_delete_=True, type='ETFHead', num_classes=1000,
-                  in_channels=2048, learnable_scale=True, topk=(1, 5))),
+                  in_channels=2048, topk=(1, 5))),
     head_weights='teacher',
     distill_losses=dict(
         _delete_=True,

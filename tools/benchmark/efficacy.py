@@ -143,17 +143,23 @@ def evaluate(config, ckpt, work_dir, options):
     with open(log) as f:
         top1 = [ln for ln in f if 'accuracy/top1:' in ln][-1]
     top1 = float(top1.split('accuracy/top1:')[1].split()[0])
-    out = osp.join(work_dir, 'nc.json')
-    cmd = [sys.executable, 'tools/analysis_tools/nc_analysis.py', config,
-           ckpt, '--out', out]
-    if options:
-        cmd += ['--cfg-options', *options]
-    sh(cmd, osp.join(work_dir, 'nc.out'))
-    with open(out) as f:
-        metrics = json.load(f)
+    metrics = nc_metrics(config, ckpt, work_dir, options)
     metrics['top1_nc_analysis'] = metrics['top1']
     metrics['top1'] = top1
     return metrics
+
+
+def nc_metrics(config, ckpt, work_dir, options, split='test'):
+    """top-1 and NC metrics of ``split`` from nc_analysis.py."""
+    suffix = '' if split == 'test' else f'_{split}'
+    out = osp.join(work_dir, f'nc{suffix}.json')
+    cmd = [sys.executable, 'tools/analysis_tools/nc_analysis.py', config,
+           ckpt, '--split', split, '--out', out]
+    if options:
+        cmd += ['--cfg-options', *options]
+    sh(cmd, osp.join(work_dir, f'nc{suffix}.out'))
+    with open(out) as f:
+        return json.load(f)
 
 
 def summary(values):
@@ -183,6 +189,13 @@ def main():
         teacher = evaluate(spec['teacher'], teacher_ckpt, teacher_dir, [])
         teacher['ckpt'] = teacher_ckpt
     teacher_ckpt = osp.abspath(teacher['ckpt'])
+    if 'train' not in teacher:  # is it in the terminal phase?
+        teacher['train'] = nc_metrics(spec['teacher'], teacher_ckpt,
+                                      teacher_dir, spec.get('options', []),
+                                      split='train')
+        if args.teacher_ckpt is None:
+            with open(osp.join(teacher_dir, 'result.json'), 'w') as f:
+                json.dump(teacher, f, indent=2)
     teacher_nc = teacher
     results = dict(teacher=teacher, runs={})
     for method in methods:
@@ -205,6 +218,10 @@ def main():
              f'| teacher | 1 | {teacher_nc["top1"]:.2f} | '
              f'{teacher_nc["nc1"]:.3f} | {teacher_nc["nc2"]:.3f} | '
              f'{teacher_nc.get("nc3", float("nan")):.3f} | |']
+    train = teacher_nc['train']
+    lines.append(f'| teacher, train split | 1 | {train["top1"]:.2f} | '
+                 f'{train["nc1"]:.3f} | {train["nc2"]:.3f} | '
+                 f'{train.get("nc3", float("nan")):.3f} | |')
     for method, runs in results['runs'].items():
         top1 = summary([r['top1'] for r in runs.values()])
         minutes = statistics.mean(
