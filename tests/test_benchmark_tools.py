@@ -14,14 +14,13 @@ def test_cost_steps_and_prototype_pass(tmp_path):
     assert '| nckd |' in text and 'Prototype pass' in text
     res = json.loads(out.read_text())
     steps = res['steps']
-    assert set(steps) == {'student', 'kd', 'nckd', 'nckd_kd'}
+    assert set(steps) == {'student', 'kd', 'nckd', 'nckd_no_kd'}
     for r in steps.values():
         assert r['step_s'] > 0 and r['peak_bytes'] > 0
-    # KD holds the teacher and its activations on top of the student; NCKD
-    # holds the (unused per step) teacher weights too.
-    assert steps['kd']['peak_bytes'] > steps['student']['peak_bytes']
-    assert steps['nckd']['peak_bytes'] > steps['student']['peak_bytes']
-    assert steps['nckd_kd']['peak_bytes'] >= steps['kd']['peak_bytes']
+    # KD and NCKD hold the teacher on top of the student (NCKD without KD
+    # does not run it per step, but keeps its weights)
+    for method in ('kd', 'nckd', 'nckd_no_kd'):
+        assert steps[method]['peak_bytes'] > steps['student']['peak_bytes']
     proto = res['proto']
     assert proto['seconds']['prototype_pass'] > 0
     assert proto['ratio'] > 0

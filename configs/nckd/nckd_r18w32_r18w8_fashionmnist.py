@@ -1,4 +1,5 @@
-# NCKD on Fashion-MNIST: NC1 + NC2 + NC3 head from the teacher prototypes.
+# NCKD on Fashion-MNIST, the default (as on Omniglot): NC1 + NC2 + NC3 head
+# from the teacher prototypes + KD in the head's cosine space.
 _base_ = ['../kd/kd_r18w32_r18w8_fashionmnist.py']
 
 model = dict(
@@ -8,11 +9,13 @@ model = dict(
         head=dict(_delete_=True, type='ETFHead', num_classes=10,
                   in_channels=256, learnable_scale=False)),
     head_weights='teacher',
+    kd_target='prototype_cosine',
     distill_losses=dict(
         _delete_=True,
         loss_nc1=dict(type='PrototypeAlignLoss', loss_weight=1.0),
         loss_nc2=dict(type='ETFStructureLoss', loss_weight=1.0,
-                      momentum=0.9, target='teacher')))
+                      momentum=0.9, target='teacher'),
+        loss_kd=dict(type='KDLoss', tau=4.0, loss_weight=1.0)))
 
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'log_scale': dict(decay_mult=0.0)}))

@@ -18,11 +18,14 @@ model = dict(
         head=dict(_delete_=True, type='ETFHead', num_classes=100,
                   in_channels=512, topk=(1, 5))),
     head_weights='teacher',
+    # KD in the NC3 head's cosine space (the default, chosen on Omniglot)
+    kd_target='prototype_cosine',
     distill_losses=dict(
         _delete_=True,
         loss_nc1=dict(type='PrototypeAlignLoss', loss_weight=1.0),
         loss_nc2=dict(type='ETFStructureLoss', loss_weight=1.0,
-                      momentum=0.9, target='teacher')))
+                      momentum=0.9, target='teacher'),
+        loss_kd=dict(type='KDLoss', tau=4.0, loss_weight=1.0)))
 
 # the ETF head's log-scale must not be pulled to 0 by weight decay
 optim_wrapper = dict(

@@ -12,7 +12,8 @@
 # reach rank >= K - 1 = 999, so the hidden width must be >= 1000 (2048 here;
 # 6.8 M projector weights, part of the exported student, which has no linear
 # head; hidden_channels=1024 is the smallest width that still works).
-# Loss = CE on the NC3 head + 1.0 * NC1 + 1.0 * NC2; schedule as
+# Loss = CE on the NC3 head + 1.0 * NC1 + 1.0 * NC2 + 1.0 * KD (T = 4) on the
+# teacher's prototype-cosine logits; schedule as
 # ../kd/r50_mbv2_imagenet.py (100 epochs, lr 0.1 for a total batch of 256).
 #   bash tools/dist_train.sh configs/nckd/r50_mbv2_imagenet.py 8
 _base_ = ['../kd/r50_mbv2_imagenet.py']
@@ -24,11 +25,14 @@ model = dict(
         head=dict(_delete_=True, type='ETFHead', num_classes=1000,
                   in_channels=2048, topk=(1, 5))),
     head_weights='teacher',
+    # KD in the NC3 head's cosine space (the default, chosen on Omniglot)
+    kd_target='prototype_cosine',
     distill_losses=dict(
         _delete_=True,
         loss_nc1=dict(type='PrototypeAlignLoss', loss_weight=1.0),
         loss_nc2=dict(type='ETFStructureLoss', loss_weight=1.0,
-                      momentum=0.9, target='teacher')))
+                      momentum=0.9, target='teacher'),
+        loss_kd=dict(type='KDLoss', tau=4.0, loss_weight=1.0)))
 
 # the ETF head's log-scale must not be pulled to 0 by weight decay
 optim_wrapper = dict(

@@ -6,10 +6,11 @@
 
 In one process:
 
-* **steps**: the same student trained alone, with KD, with NCKD and with
-  NCKD+KD (the preset's KD and NCKD configs; the student alone is the KD
-  config's ``model.student``; NCKD+KD is the NCKD config plus the KD config's
-  ``loss_kd``), same teacher, batch and input size (random images and labels,
+* **steps**: the same student trained alone, with KD, with NCKD (the
+  default: NC1 + NC2 + NC3 head + KD in cosine space) and with NCKD without
+  its KD term (no teacher forward per step) -- the preset's KD and NCKD
+  configs; the student alone is the KD config's ``model.student`` -- same
+  teacher, batch and input size (random images and labels,
   random teacher weights and prototypes: the cost does not depend on them).
   One step is ``model.train_step`` with the config's optimizer wrapper, as in
   ``tools/train.py``. The methods are timed in interleaved rounds of
@@ -64,7 +65,7 @@ PRESETS = dict(
                   nckd='configs/nckd/r50_mbv2_imagenet.py',
                   input=(3, 224, 224)),
 )
-METHODS = ('student', 'kd', 'nckd', 'nckd_kd')
+METHODS = ('student', 'kd', 'nckd', 'nckd_no_kd')
 
 
 def load_cfg(path):
@@ -78,12 +79,10 @@ def model_cfg(preset, method):
     model = copy.deepcopy(cfg.model)
     if method == 'student':
         model = copy.deepcopy(kd.model.student)
-    elif method == 'nckd_kd':
-        model.distill_losses['loss_kd'] = copy.deepcopy(
-            kd.model.distill_losses['loss_kd'])
-    else:
-        model.teacher_ckpt = None  # random teacher: the cost is the same
-    model.pop('teacher_ckpt', None)
+    elif method == 'nckd_no_kd':
+        model.distill_losses.pop('loss_kd', None)
+        model.kd_target = 'logits'
+    model.pop('teacher_ckpt', None)  # random teacher: the cost is the same
     model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     return cfg, model
 

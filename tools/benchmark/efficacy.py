@@ -24,6 +24,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 # method -> (config, extra --cfg-options)
 NCKD = 'configs/nckd/nckd_r18w32_r18w8_omniglot.py'
+# NCKD without the KD term: the base of the DESIGN.md section 8 options
+NO_KD = 'configs/nckd/ablation_no_kd_r18w32_r18w8_omniglot.py'
 DATASETS = {
     'omniglot': dict(
         teacher='configs/teachers/resnet18w32_omniglot.py',
@@ -31,24 +33,26 @@ DATASETS = {
             'student': ('configs/teachers/resnet18w8_omniglot_scratch.py', []),
             'kd': ('configs/kd/kd_r18w32_r18w8_omniglot.py', []),
             'dkd': ('configs/dkd/dkd_r18w32_r18w8_omniglot.py', []),
+            # the default: NC1 + NC2 + NC3 head + KD in cosine space
             'nckd': (NCKD, []),
+            'nckd_no_kd': (NO_KD, []),
+            # KD on the teacher's logits instead of its cosine logits
             'nckd_kd': ('configs/nckd/nckd_kd_r18w32_r18w8_omniglot.py', []),
-            'nckd_dkd': (NCKD, [
+            'nckd_dkd': (NO_KD, [
                 'model.distill_losses.loss_dkd.type=DKDLoss',
                 'model.distill_losses.loss_dkd.warmup_epochs=5']),
             # DESIGN.md section 8 options, one at a time on top of NCKD
-            'nckd_kd_cosine': ('configs/nckd/nckd_kd_r18w32_r18w8_omniglot.py',
-                               ['model.kd_target=prototype_cosine']),
-            'nckd_nearest_etf': (NCKD, ['model.head_weights=nearest_etf']),
-            'nckd_canonical_etf': (NCKD, ['model.head_weights=canonical']),
+            # without KD
+            'nckd_nearest_etf': (NO_KD, ['model.head_weights=nearest_etf']),
+            'nckd_canonical_etf': (NO_KD, ['model.head_weights=canonical']),
             'nckd_learnable_scale': (
                 'configs/nckd/nckd_learnable_scale_r18w32_r18w8_omniglot.py',
                 []),
-            'nckd_nc2_etf': (NCKD,
+            'nckd_nc2_etf': (NO_KD,
                              ['model.distill_losses.loss_nc2.target=etf']),
-            'nckd_nc2_rowsum': (NCKD, [
+            'nckd_nc2_rowsum': (NO_KD, [
                 'model.distill_losses.loss_nc2.reduction=row_sum']),
-            'nckd_contrast': (NCKD, [
+            'nckd_contrast': (NO_KD, [
                 'model.distill_losses.loss_nc1.contrast_weight=1.0']),
             'plugin_kd': (
                 'configs/nckd/nckd_plugin_kd_r18w32_r18w8_omniglot.py', []),
@@ -74,7 +78,12 @@ DATASETS['fashion_mnist'] = dict(
         'kd': ('configs/kd/kd_r18w32_r18w8_fashionmnist.py', []),
         'dkd': ('configs/dkd/dkd_r18w32_r18w8_fashionmnist.py', []),
         'nckd': ('configs/nckd/nckd_r18w32_r18w8_fashionmnist.py', []),
+        'nckd_no_kd': (
+            'configs/nckd/ablation_no_kd_r18w32_r18w8_fashionmnist.py', []),
         'nckd_kd': ('configs/nckd/nckd_kd_r18w32_r18w8_fashionmnist.py', []),
+        'nckd_learnable_scale': (
+            'configs/nckd/ablation_no_kd_r18w32_r18w8_fashionmnist.py',
+            ['model.student.head.learnable_scale=True']),
     })
 
 # The "NC teacher" route (DESIGN.md section 8): the same pairs distilled from
