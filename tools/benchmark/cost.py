@@ -188,7 +188,7 @@ def bench_proto(preset, rounds, device, log):
                                             seed=0):
             teacher.test_step(data)
 
-    try:
+    try:  # skip without the data; also warms the file cache for round 1
         Runner.build_dataloader(copy.deepcopy(loader_cfg), seed=0)
     except (FileNotFoundError, OSError) as e:
         log(f'proto: skipped, the training data is not here ({e})')

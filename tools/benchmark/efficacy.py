@@ -141,6 +141,14 @@ def run_once(config, work_dir, options):
     return metrics
 
 
+def tested_metric(work_dir, key):
+    """The last ``key`` value tools/test.py printed into ``test.out``
+    (None if it printed none)."""
+    with open(osp.join(work_dir, 'test.out')) as f:
+        lines = [ln for ln in f if f'{key}:' in ln]
+    return float(lines[-1].split(f'{key}:')[1].split()[0]) if lines else None
+
+
 def evaluate(config, ckpt, work_dir, options):
     """top-1 from tools/test.py, NC metrics from nc_analysis.py."""
     log = osp.join(work_dir, 'test.out')
@@ -149,9 +157,7 @@ def evaluate(config, ckpt, work_dir, options):
     if options:
         cmd += ['--cfg-options', *options]
     sh(cmd, log)
-    with open(log) as f:
-        top1 = [ln for ln in f if 'accuracy/top1:' in ln][-1]
-    top1 = float(top1.split('accuracy/top1:')[1].split()[0])
+    top1 = tested_metric(work_dir, 'accuracy/top1')
     metrics = nc_metrics(config, ckpt, work_dir, options)
     metrics['top1_nc_analysis'] = metrics['top1']
     metrics['top1'] = top1
@@ -189,22 +195,31 @@ def main():
     methods = args.methods or list(spec['methods'])
     root = osp.join(args.work_dir, args.dataset)
 
-    teacher_ckpt = args.teacher_ckpt
     teacher_dir = osp.join(root, 'teacher')
-    if teacher_ckpt is None:
+    # a trained teacher's result is run_once's result.json; a given
+    # checkpoint's evaluation is cached apart, so it never stands in for one
+    cached = osp.join(teacher_dir, 'result.json' if args.teacher_ckpt is None
+                      else 'given_teacher.json')
+    previous = {}
+    if osp.isfile(cached):
+        with open(cached) as f:
+            previous = json.load(f)
+    if args.teacher_ckpt is None:
         teacher = run_once(spec['teacher'], teacher_dir,
                            ['randomness.seed=0', *spec.get('options', [])])
+    elif previous.get('ckpt') == osp.abspath(args.teacher_ckpt):
+        teacher = previous  # this teacher, evaluated before
     else:
-        teacher = evaluate(spec['teacher'], teacher_ckpt, teacher_dir, [])
-        teacher['ckpt'] = teacher_ckpt
+        teacher = evaluate(spec['teacher'], args.teacher_ckpt, teacher_dir,
+                           [])
+        teacher['ckpt'] = osp.abspath(args.teacher_ckpt)
     teacher_ckpt = osp.abspath(teacher['ckpt'])
     if 'train' not in teacher:  # is it in the terminal phase?
         teacher['train'] = nc_metrics(spec['teacher'], teacher_ckpt,
                                       teacher_dir, spec.get('options', []),
                                       split='train')
-        if args.teacher_ckpt is None:
-            with open(osp.join(teacher_dir, 'result.json'), 'w') as f:
-                json.dump(teacher, f, indent=2)
+        with open(cached, 'w') as f:
+            json.dump(teacher, f, indent=2)
     teacher_nc = teacher
     results = dict(teacher=teacher, runs={})
     for method in methods:

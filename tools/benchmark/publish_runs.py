@@ -17,7 +17,7 @@ import os.path as osp
 import subprocess
 import sys
 
-from efficacy import DATASETS, REPO
+from efficacy import DATASETS, REPO, tested_metric
 
 # dataset key -> (data tag of the model name, Dataset name, training batch)
 DATA = {
@@ -25,13 +25,6 @@ DATA = {
     'fashion_mnist': ('fashion-mnist', 'Fashion-MNIST', '1xb128'),
 }
 STUDENT, TEACHER = 'resnet18w8', 'resnet18w32'
-
-
-def tested_metric(work_dir: str, key: str):
-    """The last ``key`` value tools/test.py printed for this run."""
-    with open(osp.join(work_dir, 'test.out')) as f:
-        lines = [ln for ln in f if f'{key}:' in ln]
-    return float(lines[-1].split(f'{key}:')[1].split()[0]) if lines else None
 
 
 def main():
