@@ -20,9 +20,9 @@ FASHION_ROOT = Path('/usr/share/datasets/fashion-mnist')
 
 @pytest.fixture(scope='module')
 def omniglot_root():
-    root = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'omniglot'
-    if not (root / 'images_background_small1.zip').is_file():
-        pytest.skip(f'Omniglot zips not found in {root}')
+    # The zips are tracked in the repository: a missing one is a failure.
+    root = REPO_ROOT / 'data' / 'omniglot'
+    assert (root / 'images_background_small1.zip').is_file(), root
     return str(root)
 
 
@@ -301,7 +301,7 @@ def test_base_dataset_config(cfg_name, num_classes, batch_size, request):
     assert len(cfg.data_preprocessor.std) == 1
     assert cfg.test_dataloader == cfg.val_dataloader
     if cfg_name.startswith('omniglot'):
-        assert cfg.data_root == '../shared/data/omniglot'
+        assert cfg.data_root == 'data/omniglot'
         # Resolve the repo-root-relative path independently of the cwd.
         cfg.train_dataloader.dataset.data_root = request.getfixturevalue(
             'omniglot_root')

@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-OMNIGLOT = REPO.parent / 'shared' / 'data' / 'omniglot'
+OMNIGLOT = REPO / 'data' / 'omniglot'
 
 # fast, single-worker dataloaders and a 1-epoch schedule for tests
 FAST = '''

@@ -38,7 +38,9 @@ OMNIGLOT_ZIPS = ('images_background_small1.zip',
 NUM_DRAWERS = 20
 
 _HOW_TO_GET = (
-    'Get `python/images_background_small1.zip` and '
+    'The mmnckd repository ships both zips in `data/omniglot/` (the configs '
+    "use data_root='data/omniglot': run the tools from the repository root). "
+    'Elsewhere, get `python/images_background_small1.zip` and '
     '`python/images_background_small2.zip` from the Omniglot repository '
     '(https://github.com/brendenlake/omniglot, MIT license) and put both '
     'zips, unextracted, in `data_root`.')

@@ -2,8 +2,9 @@
 # drawers 1..15 of each character for training, 16..20 for testing, 28x28
 # grayscale with bright strokes.
 dataset_type = 'Omniglot'
-# Relative to the repository root, from where the tools are run.
-data_root = '../shared/data/omniglot'
+# Relative to the repository root, from where the tools are run (the zips
+# are tracked in the repository, see data/omniglot/README.md).
+data_root = 'data/omniglot'
 
 data_preprocessor = dict(
     num_classes=242,
