@@ -1,7 +1,8 @@
 """Install mmnckd beside mmpretrain: ``pip install -e .``.
 
 Like mmpretrain, the repo's ``configs/``, ``tools/`` and ``model-index.yml`` are
-shipped inside the package under ``mmnckd/.mim`` (symlinked for an editable
+shipped inside the package under ``mmnckd/.mim`` (with ``zoo/``, the
+published weights the metafiles name relative to ``model-index.yml``) (symlinked for an editable
 install, copied for a wheel), so an installed mmnckd finds its own configs.
 """
 import os
@@ -12,7 +13,7 @@ import sys
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
-MIM_FILES = ('configs', 'tools', 'model-index.yml')
+MIM_FILES = ('configs', 'tools', 'zoo', 'model-index.yml')
 
 
 def read_version():
@@ -74,5 +75,8 @@ if __name__ == '__main__':
         include_package_data=True,
         package_data={'mmnckd': ['.mim/**/*', '.mim/*']},
         install_requires=read_requirements('requirements/runtime.txt'),
-        extras_require={'tests': read_requirements('requirements/tests.txt')},
+        extras_require={
+            'tests': read_requirements('requirements/tests.txt'),
+            'mim': read_requirements('requirements/mminstall.txt'),
+        },
         zip_safe=False)

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -263,7 +264,7 @@ def test_publish_model_cli_updates_entry(tmp_path):
     assert metafile.read_text().startswith('# NCKD models of mmnckd')
 
 
-def test_publish_model_adds_entry_for_get_model(tmp_path):
+def test_publish_model_adds_entry_for_get_model(tmp_path, request):
     """A distiller checkpoint published as a new entry; the registered entry
     gives the same weights back through mmpretrain.get_model."""
     register_model_index()
@@ -279,13 +280,23 @@ def test_publish_model_adds_entry_for_get_model(tmp_path):
     data['Models'] = []
     metafile = tmp_path / 'metafile.yml'
     metafile.write_text(yaml.safe_dump(data))
+    # published inside the tree of model-index.yml (the repository root)
+    (REPO / 'work_dirs').mkdir(exist_ok=True)
+    out_dir = Path(tempfile.mkdtemp(dir=REPO / 'work_dirs'))
+    request.addfinalizer(lambda: shutil.rmtree(out_dir, ignore_errors=True))
     out = publish_model.main([
-        str(ckpt), str(tmp_path / 'out'), '--name', name, '--metafile',
+        str(ckpt), str(out_dir), '--name', name, '--metafile',
         str(metafile), '--config', config, '--dataset', 'CIFAR-100',
         '--top1', '1.0', '--flops', '12345', '--date', '20250101'])
     assert Path(out).name.startswith(f'{name}_20250101-')
     entry = yaml.safe_load(metafile.read_text())['Models'][0]
-    assert entry['Name'] == name and entry['Weights'] == str(Path(out))
+    assert entry['Name'] == name
+    # relative to the repository root, '/'-separated
+    assert entry['Weights'] == Path(out).relative_to(REPO).as_posix()
+    # the one published form: the student's keys alone
+    published = torch.load(out, map_location='cpu', weights_only=True)
+    assert set(published['state_dict']) == {
+        k for k in model.state_dict() if k.startswith('student.')}
     assert entry['Metadata']['FLOPs'] == 12345
     assert entry['Metadata']['Parameters'] == sum(
         p.numel() for p in model.student.parameters())
@@ -295,13 +306,65 @@ def test_publish_model_adds_entry_for_get_model(tmp_path):
         assert register_model_index(str(metafile),
                                     config_prefix=str(REPO)) == [name]
         assert mmpretrain.list_models(name) == [name]
+        assert ModelHub.get(name).weights == str(Path(out).resolve())
         loaded = mmpretrain.get_model(name, pretrained=True)
         ours, theirs = model.state_dict(), loaded.state_dict()
         for key in ours:
-            assert torch.equal(ours[key], theirs[key]), key
-        assert bool(loaded.prototypes_ready)
+            if key.startswith('student.'):
+                assert torch.equal(ours[key], theirs[key]), key
+        # prototypes are not published: inference does not use them
+        assert not bool(loaded.prototypes_ready)
     finally:
         ModelHub._models_dict.pop(name, None)
+
+
+def test_publish_model_refuses_weights_outside_the_zoo_tree(tmp_path):
+    ckpt = tmp_path / 'epoch_240.pth'
+    plain_training_checkpoint(ckpt)
+    metafile = tmp_path / 'metafile.yml'
+    shutil.copy(REPO / 'configs/nckd/metafile.yml', metafile)
+    before = metafile.read_text()
+    with pytest.raises(ValueError, match='outside --root'):
+        publish_model.main([
+            str(ckpt), str(tmp_path / 'out'), '--name', CHEAP, '--metafile',
+            str(metafile), '--config',
+            'configs/nckd/nckd_resnet56_resnet20_cifar100.py'])
+    assert not (tmp_path / 'out').exists()  # refused before writing
+    assert metafile.read_text() == before
+    with pytest.raises(ValueError, match='absolute path'):
+        publish_model.update_metafile(str(metafile), {
+            'Name': CHEAP, 'Weights': str(tmp_path / 'x.pth')})
+    assert metafile.read_text() == before
+
+
+def test_register_refuses_absolute_weights(tmp_path):
+    data = yaml.safe_load((REPO / 'configs/kd/metafile.yml').read_text())
+    entry = dict(data['Models'][0], Name='kd_abs_test_omniglot',
+                 Weights='/somewhere/on/one/machine.pth')
+    data['Models'] = [entry]
+    metafile = tmp_path / 'metafile.yml'
+    metafile.write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError, match='absolute path'):
+        register_model_index(str(metafile), config_prefix=str(REPO))
+    assert not ModelHub.has('kd_abs_test_omniglot')  # nothing half-done
+
+
+def test_zoo_weights_are_portable():
+    """Every Weights is a URL or an existing repo-relative file, and zoo/
+    holds exactly the files the metafiles name (nothing superseded)."""
+    named = set()
+    for path, _, model in all_models():
+        weights = model.get('Weights')
+        if not weights or weights.startswith(('http://', 'https://')):
+            continue
+        assert not Path(weights).is_absolute(), (model['Name'], weights)
+        assert (REPO / weights).is_file(), (model['Name'], weights)
+        named.add((REPO / weights).resolve())
+        # registered as an absolute path of this checkout
+        assert ModelHub.get(model['Name']).weights == str(
+            (REPO / weights).resolve())
+    on_disk = {p.resolve() for p in (REPO / 'zoo').rglob('*.pth')}
+    assert on_disk == named
 
 
 def test_publish_model_rejects_wrong_config(tmp_path):
@@ -362,11 +425,14 @@ def test_published_student_reproduces_its_top1(entry):
     assert weights.is_file() and weights.stat().st_size < 5 * 2**20
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:8]
     assert weights.stem.endswith(digest)
-    model = mmpretrain.get_model(entry['Name'], pretrained=str(weights))
+    model = mmpretrain.get_model(entry['Name'], pretrained=True)
     state = torch.load(weights, weights_only=True)['state_dict']
-    for key, value in model.state_dict().items():
-        if key in state:
-            assert torch.equal(value, state[key]), key
+    assert state and all(k.startswith('student.') for k in state)
+    ours = model.state_dict()
+    for key, value in state.items():
+        assert torch.equal(ours[key], value), key
+    assert set(torch.load(weights, weights_only=True)['meta']) <= set(
+        publish_model.PUBLISHED_META)
     out = subprocess.run(
         [sys.executable, 'tools/test.py', entry['Config'], str(weights)],
         cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -7,8 +7,12 @@ builds them from their configs.
 The zoo is ``model-index.yml`` (it imports ``configs/*/metafile.yml``),
 found at the repository root for a source / editable install, or in
 ``mmnckd/.mim/`` where ``setup.py`` copies it for an installed package. The
-config paths in the metafiles are relative to the directory of
-``model-index.yml``, which is where ``configs/`` lives in both layouts.
+config paths and local ``Weights`` paths in the metafiles are relative to
+the directory of ``model-index.yml``, which is where ``configs/`` and
+``zoo/`` live in both layouts; registration turns them into absolute paths
+of this installation, so ``get_model(name, pretrained=True)`` works from
+any working directory. ``Weights`` may also be an http(s) URL (downloaded to
+the torch hub cache and loaded under ``weights_only=True``).
 """
 import os.path as osp
 from typing import List, Optional
@@ -88,6 +92,9 @@ def register_model_index(model_index_path: Optional[str] = None,
         hub.pop(name, None)
     try:
         ModelHub.register_model_index(path, config_prefix=prefix)
+        for name in names:
+            hub[name].weights = resolve_weights(hub[name].weights, prefix,
+                                                name)
     except Exception:
         for name in names:
             hub.pop(name, None)
@@ -95,3 +102,24 @@ def register_model_index(model_index_path: Optional[str] = None,
         raise
     _REGISTERED[path] = names
     return names
+
+
+def resolve_weights(weights: Optional[str], prefix: str,
+                    name: str = '') -> Optional[str]:
+    """A metafile ``Weights`` value as ``load_checkpoint`` takes it.
+
+    URLs and ``None`` are returned unchanged; a relative path is joined to
+    ``prefix`` (the directory of ``model-index.yml``).
+
+    Raises:
+        ValueError: ``weights`` is an absolute path, which only exists on
+            the machine that published it.
+    """
+    if weights is None or '://' in weights:
+        return weights
+    if osp.isabs(weights):
+        raise ValueError(
+            f'Model {name!r}: Weights {weights!r} is an absolute path; a '
+            f'metafile must give weights relative to the directory of '
+            f'model-index.yml (or as a URL).')
+    return osp.normpath(osp.join(prefix, weights))

@@ -11,14 +11,18 @@
    ``import mmnckd``): a training checkpoint of a distiller or of a plain
    classifier, or a student exported by ``export_student.py``.
 2. Keeps only ``state_dict`` and ``meta`` (drops the optimizer, message hub,
-   parameter schedulers, ...); ``meta`` is reduced to plain Python types, so
-   the file loads with ``torch.load(weights_only=True)`` even without mmnckd.
+   parameter schedulers, ...); ``meta`` keeps only ``PUBLISHED_META`` (no
+   training config, whose paths belong to the machine it ran on), reduced
+   to plain Python types, so the file loads with
+   ``torch.load(weights_only=True)`` even without mmnckd.
 3. With ``--config``, builds that config's model and checks the weights fit
    it. The published weights must fit the metafile's ``Config``, which
    ``mmpretrain.get_model(NAME, pretrained=True)`` builds: a plain student
    checkpoint published with a distiller config is stored under the
-   distiller's ``student.`` prefix (teacher, projector and prototypes are
-   not needed for inference; the teacher is never saved).
+   distiller's ``student.`` prefix. Every distiller entry has one form: the
+   ``student.`` keys alone (the student's backbone, neck -- the projector --
+   and head, which is all ``predict`` runs); the teacher, prototypes, class
+   means and loss memories are dropped.
 4. Saves ``OUT_DIR/{NAME}_{YYYYMMDD}-{sha256[:8]}.pth`` (mmpretrain's
    convention: save, hash the saved file, rename) and prints its path.
 5. With ``--metafile``, adds the model entry to that metafile, or updates
@@ -27,8 +31,11 @@
    counted from the state dict; FLOPs from ``--flops`` or computed with
    mmengine's ``get_model_complexity_info`` for ``--input-shape``; Training
    Data; Epochs from the config), In Collection, Results (``--top1`` /
-   ``--top5`` on ``--dataset``), Weights (``--weights-url`` or the local
-   file) and Config.
+   ``--top5`` on ``--dataset``), Weights and Config. Weights is
+   ``--weights-url`` or the published file's path relative to ``--root``
+   (the directory of ``model-index.yml``: the repository root), so that the
+   zoo resolves from a clone in any folder; a file outside ``--root``
+   without ``--weights-url`` is refused, and so is an absolute path.
 
 Model names follow mmpretrain's ``{algorithm}_{module}_{pretrain}_{training}
 _{data}`` pattern; for distilled models (see ``DISTILLED_NAME``)::
@@ -66,6 +73,9 @@ DISTILLED_NAME = re.compile(
 ZOO_NAME = re.compile(rf'^{NAME}(?:_{NAME}){{2,}}$')
 TASK = 'Image Classification'
 DISTILLER_TYPES = ('NCKDDistiller', )
+#: The ``meta`` entries a published checkpoint keeps.
+PUBLISHED_META = ('dataset_meta', 'epoch', 'iter', 'seed',
+                  'mmengine_version')
 
 
 # --------------------------------------------------------------- checkpoint
@@ -138,6 +148,48 @@ def build_model(config: str):
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(model_cfg)
     return cfg, model.eval()
+
+
+def published_state(state: dict, model=None) -> dict:
+    """The one published form: a distiller checkpoint keeps its
+    ``student.`` entries only, a plain classifier everything."""
+    if model is not None and is_distiller(model) or (
+            model is None and any(k.startswith('student.') for k in state)):
+        return {k: v for k, v in state.items() if k.startswith('student.')}
+    return state
+
+
+def published_meta(meta: dict) -> dict:
+    """``meta`` reduced to ``PUBLISHED_META``, in plain Python types."""
+    return plain({k: meta[k] for k in PUBLISHED_META if k in meta})
+
+
+def weights_entry(out: str, root: str, url: Optional[str] = None) -> str:
+    """The metafile's ``Weights`` for the published file ``out``: ``url``
+    (a URL ending in ``/`` gets the file name appended), else ``out``
+    relative to ``root``. Raises ValueError for a file outside ``root``."""
+    if url:
+        return url + osp.basename(out) if url.endswith('/') else url
+    root = osp.abspath(root)
+    full = osp.abspath(out)
+    if not full.startswith(root + os.sep):
+        raise ValueError(
+            f'The published file {full} is outside --root {root}: a zoo '
+            f'entry must name its weights relative to the directory of '
+            f'model-index.yml. Publish into that tree (e.g. zoo/<dataset>/) '
+            f'or give --weights-url where the file is hosted.')
+    return osp.relpath(full, root).replace(os.sep, '/')
+
+
+def check_weights_entry(entry: dict) -> None:
+    """A ``Weights`` value must be a URL or a relative path."""
+    weights = entry.get('Weights')
+    if weights and not re.match(r'^https?://', weights) and (
+            osp.isabs(weights) or re.match(r'^[A-Za-z]:[\\/]', weights)):
+        raise ValueError(
+            f'Weights of {entry.get("Name")!r} is the absolute path '
+            f'{weights!r}: write it relative to the directory of '
+            f'model-index.yml, or as a URL.')
 
 
 def is_distiller(model) -> bool:
@@ -270,6 +322,7 @@ def update_metafile(path: str, entry: dict) -> dict:
     the same ``Name``: mappings (Metadata) merge, other given fields
     replace. Fills ``In Collection`` from the metafile's only collection
     when missing. Returns the written entry."""
+    check_weights_entry(entry)
     data, header = read_metafile(path)
     models = data.setdefault('Models', [])
     if models is None:
@@ -332,6 +385,10 @@ def parse_args(argv=None):
     parser.add_argument('--weights-url', help='URL of the published file '
                         '(a URL ending in "/" gets the file name appended); '
                         'default: the local path')
+    parser.add_argument('--root', default=REPO,
+                        help='the directory Weights paths are relative to: '
+                        'the one holding model-index.yml (default: this '
+                        'repository)')
     parser.add_argument('--flops', type=int, help='FLOPs to record')
     parser.add_argument('--input-shape', type=int, nargs=3,
                         metavar=('C', 'H', 'W'),
@@ -360,15 +417,19 @@ def main(argv=None):
         print(f'Note: {args.name!r} does not follow the distilled-model '
               f'pattern {{algo}}_{{student}}_{{teacher}}-teacher_{{N}}xb{{M}}'
               f'_{{data}}.', file=sys.stderr)
+    if args.metafile and not args.weights_url:
+        # fail before anything is written
+        weights_entry(osp.join(args.out_dir, args.name + '.pth'), args.root)
     ckpt = load_checkpoint_file(args.in_file)
     state = state_dict_of(ckpt)
-    meta = plain(dict(ckpt.get('meta') or {}))
+    meta = published_meta(dict(ckpt.get('meta') or {}))
 
     model = cfg = None
     if args.config:
         cfg, model = build_model(args.config)
         if not args.no_check:
             state = fit_state_to_model(state, model)
+    state = published_state(state, None if args.no_check else model)
 
     out = save_published(state, meta, args.out_dir, args.name, args.date)
     print(out)
@@ -398,12 +459,7 @@ def main(argv=None):
                 metrics['Top 5 Accuracy'] = round(args.top5, 2)
             entry['Results'] = [{'Dataset': args.dataset,
                                  'Metrics': metrics, 'Task': TASK}]
-        if args.weights_url:
-            url = args.weights_url
-            entry['Weights'] = (url + osp.basename(out) if url.endswith('/')
-                                else url)
-        else:
-            entry['Weights'] = osp.abspath(out)
+        entry['Weights'] = weights_entry(out, args.root, args.weights_url)
         entry['Config'] = repo_relative(args.config)
         written = update_metafile(args.metafile, order_entry(entry))
         print(f'{args.metafile}: entry {written["Name"]} written.')
