@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what mmnckd needs into .venv at the repo root (idempotent):
-# the Debian Fashion-MNIST package when run as root, the pinned Python
-# requirements, and mmnckd itself in editable mode.
+# the Debian Fashion-MNIST package when run as root, the Python requirements
+# at the versions of requirements/constraints.txt, and mmnckd itself in
+# editable mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,9 @@ fi
 STAMP=.venv/.mmnckd-requirements
 WANT=$(cat requirements/*.txt setup.py | sha1sum | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
-    .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+    # the ranges of requirements/*.txt at the exact versions we test with
+    .venv/bin/pip install -q --disable-pip-version-check \
+        -c requirements/constraints.txt -r requirements.txt
     .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
     echo "$WANT" > "$STAMP"
 fi
