@@ -1,7 +1,7 @@
 # An "NC teacher" on Omniglot-242: the teacher architecture with mmnckd's
 # ETFHead (fixed canonical simplex-ETF classifier, learnable scale), so its
-# class means are driven towards a simplex ETF by construction (DESIGN.md
-# section 8: train an NC teacher, then distil).
+# class means are driven towards a simplex ETF by construction (the "NC
+# teacher" option of docs/en/method.md: train an NC teacher, then distil).
 _base_ = ['./resnet18w32_omniglot.py']
 model = dict(
     head=dict(_delete_=True, type='ETFHead', num_classes=242, in_channels=256,

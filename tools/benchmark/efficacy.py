@@ -24,7 +24,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 # method -> (config, extra --cfg-options)
 NCKD = 'configs/nckd/nckd_r18w32_r18w8_omniglot.py'
-# NCKD without the KD term: the base of the DESIGN.md section 8 options
+# NCKD without the KD term: the base of the method options (docs/en/method.md)
 NO_KD = 'configs/nckd/ablation_no_kd_r18w32_r18w8_omniglot.py'
 DATASETS = {
     'omniglot': dict(
@@ -41,7 +41,7 @@ DATASETS = {
             'nckd_dkd': (NO_KD, [
                 'model.distill_losses.loss_dkd.type=DKDLoss',
                 'model.distill_losses.loss_dkd.warmup_epochs=5']),
-            # DESIGN.md section 8 options, one at a time on top of NCKD
+            # the method options (docs/en/method.md), one at a time on top of NCKD
             # without KD
             'nckd_nearest_etf': (NO_KD, ['model.head_weights=nearest_etf']),
             'nckd_canonical_etf': (NO_KD, ['model.head_weights=canonical']),
@@ -86,7 +86,7 @@ DATASETS['fashion_mnist'] = dict(
             ['model.student.head.learnable_scale=True']),
     })
 
-# The "NC teacher" route (DESIGN.md section 8): the same pairs distilled from
+# The "NC teacher" route (docs/en/method.md): the same pairs distilled from
 # a teacher trained with mmnckd's ETFHead (collapsed towards an ETF by
 # construction) instead of a linear head.
 NC_TEACHER = 'configs/teachers/resnet18w32_etf_omniglot.py'
