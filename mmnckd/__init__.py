@@ -3,13 +3,18 @@
 ``import mmnckd`` (or ``custom_imports=dict(imports=['mmnckd'])`` in a config)
 registers every mmnckd class into mmpretrain's registries (MODELS, HOOKS,
 METRICS, DATASETS) and mmnckd's model zoo (``model-index.yml``) with
-mmpretrain's ``ModelHub``, and allow-lists the types mmengine writes into checkpoints,
-so checkpoints load under torch's default ``weights_only=True``.
+mmpretrain's ``ModelHub``; it allow-lists the types mmengine writes into
+checkpoints and makes every mmengine ``CheckpointLoader`` scheme (local paths,
+http(s) URLs, ...) load with ``weights_only=True`` (URLs are downloaded to the
+torch hub cache first), so a checkpoint that pickles code is refused.
 """
-from .utils.safe_load import register_safe_globals
+from .utils.safe_load import (register_safe_checkpoint_loaders,
+                              register_safe_globals)
 from .version import __version__
 
 register_safe_globals()
+# every CheckpointLoader scheme (local, http(s), ...) loads weights_only=True
+register_safe_checkpoint_loaders()
 
 from . import apis, datasets, engine, evaluation, models  # noqa: E402,F401
 from .apis.model_zoo import register_model_index  # noqa: E402
