@@ -192,7 +192,7 @@ def test_soft_labels_from_mixup():
 def test_prototype_cosine_kd_target():
     model = ready(distiller(kd_target='prototype_cosine'))
     t = torch.randn(4, 32)
-    logits = model._teacher_cosine_logits(t)
+    logits = model.teacher_logits(None, t)
     centred = torch.nn.functional.normalize(t - model.teacher_global_mean)
     expected = model.student.head.scale * centred @ model.prototypes.T
     assert torch.allclose(logits, expected, atol=1e-5)

@@ -743,7 +743,7 @@ def test_tools_test_mismatched_config_says_which_to_use(single_runs,
     student_cfg, student_ckpt = exported
     for cfg, ckpt, expect in (
             (student_cfg, distiller_ckpt,
-             ['is an NCKDDistiller checkpoint', "model.type='ImageClassifier'",
+             ['is a distiller checkpoint', "model.type='ImageClassifier'",
               'export_student.py', 'distiller config']),
             (nckd_cfg, student_ckpt,
              ['holds no "student." weights', "model.type='NCKDDistiller'",

@@ -19,7 +19,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmpretrain.registry import MODELS
 
 import mmnckd  # noqa: F401  (registers mmnckd and the safe checkpoint types)
-from mmnckd.models.distillers import NCKDDistiller
+from mmnckd.models.distillers import is_distiller_type
 from mmnckd.utils import (default_work_dir, init_cpu_distributed,
                           set_dataloader_defaults, shutdown_distributed)
 
@@ -102,10 +102,7 @@ def check_checkpoint(cfg, config: str, checkpoint: str) -> None:
     if 'TTA' in str(model_cfg.get('type')) and 'module' in model_cfg:
         model_cfg = model_cfg.module
     model_type = model_cfg.get('type')
-    model_cls = MODELS.get(model_type) if isinstance(model_type, str) \
-        else model_type
-    is_distiller = isinstance(model_cls, type) and issubclass(
-        model_cls, NCKDDistiller)
+    is_distiller = is_distiller_type(model_type)
     ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
     keys = [k[7:] if k.startswith('module.') else k for k in state]
@@ -120,7 +117,7 @@ def check_checkpoint(cfg, config: str, checkpoint: str) -> None:
             f'distiller checkpoint (work_dir/epoch_N.pth) with this config.')
     if not is_distiller and from_distiller:
         raise ValueError(
-            f'{checkpoint} is an NCKDDistiller checkpoint ("student." '
+            f'{checkpoint} is a distiller checkpoint ("student." '
             f'weights), but {config} has model.type={model_type!r}: test it '
             f'with the distiller config it was trained with, or export the '
             f'student first (python tools/model_converters/export_student.py '

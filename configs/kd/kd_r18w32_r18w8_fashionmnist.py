@@ -3,7 +3,7 @@ _base_ = ['../teachers/resnet18w8_fashionmnist_scratch.py']
 
 model = dict(
     _delete_=True,
-    type='NCKDDistiller',
+    type='SingleTeacherDistiller',
     student={{_base_.model}},
     teacher='configs/teachers/resnet18w32_fashionmnist.py',
     teacher_ckpt='work_dirs/resnet18w32_fashionmnist/epoch_60.pth',

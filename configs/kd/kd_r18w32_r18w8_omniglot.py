@@ -5,7 +5,7 @@ _base_ = ['../teachers/resnet18w8_omniglot_scratch.py']
 
 model = dict(
     _delete_=True,
-    type='NCKDDistiller',
+    type='SingleTeacherDistiller',
     student={{_base_.model}},
     teacher='configs/teachers/resnet18w32_omniglot.py',
     teacher_ckpt='work_dirs/resnet18w32_omniglot/epoch_30.pth',

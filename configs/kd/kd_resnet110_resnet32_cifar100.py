@@ -7,7 +7,7 @@ _base_ = ['../teachers/resnet32_cifar100.py']
 
 model = dict(
     _delete_=True,
-    type='NCKDDistiller',
+    type='SingleTeacherDistiller',
     student=dict(
         type='ImageClassifier',
         backbone={{_base_.model.backbone}},

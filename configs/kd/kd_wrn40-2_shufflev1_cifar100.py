@@ -8,7 +8,7 @@ _base_ = ['../teachers/shufflev1_cifar100.py']
 
 model = dict(
     _delete_=True,
-    type='NCKDDistiller',
+    type='SingleTeacherDistiller',
     student=dict(
         type='ImageClassifier',
         backbone={{_base_.model.backbone}},

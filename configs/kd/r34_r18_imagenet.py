@@ -13,7 +13,7 @@ _base_ = [
 ]
 
 model = dict(
-    type='NCKDDistiller',
+    type='SingleTeacherDistiller',
     # mmpretrain's ResNet-18 (configs/_base_/models/resnet18.py)
     student=dict(
         type='ImageClassifier',

@@ -13,7 +13,7 @@ _base_ = [
 ]
 
 model = dict(
-    type='NCKDDistiller',
+    type='SingleTeacherDistiller',
     # mmpretrain's MobileNetV2 1.0x (configs/_base_/models/mobilenet_v2_1x.py)
     student=dict(
         type='ImageClassifier',

@@ -4,6 +4,7 @@
 _base_ = ['../kd/kd_r18w32_r18w8_omniglot.py']
 
 model = dict(
+    type='NCKDDistiller',
     projector=dict(type='Projector', in_channels=64, out_channels=256,
                    hidden_channels=256, mode='mlp'),
     distill_losses=dict(

@@ -3,6 +3,7 @@
 _base_ = ['../kd/kd_r18w32_r18w8_fashionmnist.py']
 
 model = dict(
+    type='NCKDDistiller',
     student=dict(
         neck=dict(_delete_=True, type='Projector', in_channels=64,
                   out_channels=256, hidden_channels=256, mode='mlp'),

@@ -12,6 +12,7 @@
 _base_ = ['../kd/kd_resnet32x4_resnet8x4_cifar100.py']
 
 model = dict(
+    type='NCKDDistiller',
     student=dict(
         neck=dict(_delete_=True, type='Projector', in_channels=256,
                   out_channels=256, hidden_channels=256, mode='mlp'),

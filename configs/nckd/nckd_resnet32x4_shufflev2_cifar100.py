@@ -12,6 +12,7 @@
 _base_ = ['../kd/kd_resnet32x4_shufflev2_cifar100.py']
 
 model = dict(
+    type='NCKDDistiller',
     student=dict(
         neck=dict(_delete_=True, type='Projector', in_channels=1024,
                   out_channels=256, hidden_channels=256, mode='mlp'),

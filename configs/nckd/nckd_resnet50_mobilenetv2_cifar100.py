@@ -12,6 +12,7 @@
 _base_ = ['../kd/kd_resnet50_mobilenetv2_cifar100.py']
 
 model = dict(
+    type='NCKDDistiller',
     student=dict(
         neck=dict(_delete_=True, type='Projector', in_channels=1280,
                   out_channels=2048, hidden_channels=256, mode='mlp'),

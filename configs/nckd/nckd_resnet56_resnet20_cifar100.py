@@ -12,6 +12,7 @@
 _base_ = ['../kd/kd_resnet56_resnet20_cifar100.py']
 
 model = dict(
+    type='NCKDDistiller',
     projector=dict(type='Projector', in_channels=64, out_channels=64,
                    hidden_channels=128, mode='mlp'),
     distill_losses=dict(

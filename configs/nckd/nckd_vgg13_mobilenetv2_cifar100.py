@@ -12,6 +12,7 @@
 _base_ = ['../kd/kd_vgg13_mobilenetv2_cifar100.py']
 
 model = dict(
+    type='NCKDDistiller',
     student=dict(
         neck=dict(_delete_=True, type='Projector', in_channels=1280,
                   out_channels=512, hidden_channels=256, mode='mlp'),

@@ -12,6 +12,7 @@
 _base_ = ['../kd/kd_wrn40-2_wrn16-2_cifar100.py']
 
 model = dict(
+    type='NCKDDistiller',
     student=dict(
         neck=dict(_delete_=True, type='Projector', in_channels=128,
                   out_channels=128, hidden_channels=256, mode='mlp'),

@@ -15,6 +15,7 @@
 _base_ = ['../kd/r34_r18_imagenet.py']
 
 model = dict(
+    type='NCKDDistiller',
     projector=dict(type='Projector', in_channels=512, out_channels=512,
                    mode='linear'),
     distill_losses=dict(

@@ -19,6 +19,7 @@
 _base_ = ['../kd/r50_mbv2_imagenet.py']
 
 model = dict(
+    type='NCKDDistiller',
     student=dict(
         neck=dict(_delete_=True, type='Projector', in_channels=1280,
                   out_channels=2048, hidden_channels=2048, mode='mlp'),

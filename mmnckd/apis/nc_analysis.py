@@ -18,6 +18,7 @@ from mmengine.runner import Runner, load_checkpoint
 from mmpretrain.registry import MODELS
 
 from ..evaluation import NCAccumulator
+from ..models.distillers import SingleTeacherDistiller
 from ..models.utils import classifier_weight
 from ..utils.loaders import innermost_dataset, train_pass_loader_cfg
 
@@ -43,7 +44,7 @@ def build_model(cfg, checkpoint: Optional[str], which: str = 'student'):
     model = MODELS.build(model_cfg)
     if checkpoint:
         load_checkpoint(model, checkpoint, map_location='cpu')
-    if cfg.model.get('type') == 'NCKDDistiller':
+    if isinstance(model, SingleTeacherDistiller):
         if which == 'teacher':
             model.load_teacher(cfg.model.teacher_ckpt)
             return model.teacher.eval(), model.data_preprocessor

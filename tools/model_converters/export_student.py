@@ -19,15 +19,17 @@ from mmengine.config import Config
 from mmengine.runner.checkpoint import CheckpointLoader
 
 import mmnckd  # noqa: F401
-from mmnckd.models.distillers.nckd_distiller import resolve_model_cfg
+from mmnckd.models.distillers import is_distiller_type
+from mmnckd.models.distillers.single_teacher_distiller import \
+    resolve_model_cfg
 
 DISTILL_ONLY_HOOKS = ('TeacherPrototypeHook', )
 
 
 def export_student(config: str, checkpoint: str, out_dir: str):
     cfg = Config.fromfile(config)
-    if cfg.model.get('type') != 'NCKDDistiller':
-        raise ValueError(f'{config} is not an NCKDDistiller config (model.type'
+    if not is_distiller_type(cfg.model.get('type')):
+        raise ValueError(f'{config} is not a distiller config (model.type'
                          f'={cfg.model.get("type")!r}): nothing to export.')
     student = resolve_model_cfg(cfg.model.student, 'student')
     cfg.model = student

@@ -72,7 +72,6 @@ DISTILLED_NAME = re.compile(
 # any zoo name: lower case, at least three '_'-separated fields
 ZOO_NAME = re.compile(rf'^{NAME}(?:_{NAME}){{2,}}$')
 TASK = 'Image Classification'
-DISTILLER_TYPES = ('NCKDDistiller', )
 #: The ``meta`` entries a published checkpoint keeps.
 PUBLISHED_META = ('dataset_meta', 'epoch', 'iter', 'seed',
                   'mmengine_version')
@@ -193,8 +192,8 @@ def check_weights_entry(entry: dict) -> None:
 
 
 def is_distiller(model) -> bool:
-    return type(model).__name__ in DISTILLER_TYPES or (
-        hasattr(model, 'student') and hasattr(model, 'teacher'))
+    from mmnckd.models.distillers import SingleTeacherDistiller
+    return isinstance(model, SingleTeacherDistiller)
 
 
 def deployable(model):
