@@ -6,13 +6,17 @@ count of the original CIFAR-100 model (features + 100-way linear layer).
 """
 import pytest
 import torch
+import torch.nn as nn
+from mmcv.cnn import ConvModule
 from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
+from mmpretrain.models.backbones.resnet import BasicBlock
+from mmpretrain.models.backbones.shufflenet_v2 import InvertedResidual
 from mmpretrain.registry import MODELS
 
 import mmnckd  # noqa: F401  (registers the backbones)
-from mmnckd.models.backbones import (CIFARMobileNetV2, CIFARResNet,
+from mmnckd.models.backbones import (CIFARVGG, CIFARMobileNetV2, CIFARResNet,
                                      CIFARShuffleNetV1, CIFARShuffleNetV2,
-                                     CIFARVGG, CIFARWideResNet)
+                                     CIFARWideResNet)
 
 # name -> (backbone cfg, exact #params of the full 100-class classifier,
 #          published #params in millions)
@@ -32,19 +36,13 @@ ARCHS = {
     'resnet32': (dict(type='CIFARResNet', arch='resnet32'), 472756, 0.47),
     'resnet44': (dict(type='CIFARResNet', arch='resnet44'), 667188, 0.67),
     'resnet56': (dict(type='CIFARResNet', arch='resnet56'), 861620, 0.86),
-    'resnet110': (dict(type='CIFARResNet', arch='resnet110'), 1736564,
-                  1.74),
+    'resnet110': (dict(type='CIFARResNet', arch='resnet110'), 1736564, 1.74),
     'resnet8x4': (dict(type='CIFARResNet', arch='resnet8x4'), 1233540, 1.23),
-    'resnet32x4': (dict(type='CIFARResNet', arch='resnet32x4'), 7433860,
-                   7.43),
-    'wrn_16_1': (dict(type='CIFARWideResNet', arch='wrn_16_1'), 180916,
-                 0.18),
-    'wrn_16_2': (dict(type='CIFARWideResNet', arch='wrn_16_2'), 703284,
-                 0.70),
-    'wrn_40_1': (dict(type='CIFARWideResNet', arch='wrn_40_1'), 569780,
-                 0.57),
-    'wrn_40_2': (dict(type='CIFARWideResNet', arch='wrn_40_2'), 2255156,
-                 2.26),
+    'resnet32x4': (dict(type='CIFARResNet', arch='resnet32x4'), 7433860, 7.43),
+    'wrn_16_1': (dict(type='CIFARWideResNet', arch='wrn_16_1'), 180916, 0.18),
+    'wrn_16_2': (dict(type='CIFARWideResNet', arch='wrn_16_2'), 703284, 0.70),
+    'wrn_40_1': (dict(type='CIFARWideResNet', arch='wrn_40_1'), 569780, 0.57),
+    'wrn_40_2': (dict(type='CIFARWideResNet', arch='wrn_40_2'), 2255156, 2.26),
     'vgg8': (dict(type='CIFARVGG', arch='vgg8'), 3965028, 3.96),
     'vgg13': (dict(type='CIFARVGG', arch='vgg13'), 9462180, 9.46),
     # MobileNetV2 (CRD's mobile_half: width 0.5, T=6)
@@ -154,27 +152,37 @@ def test_closed_form_counts():
 # backbone cfg -> expected (channels, spatial size) of every output index
 # for a 32x32 input
 MULTI_OUT = [
-    (dict(type='CIFARResNet', arch='resnet8x4', out_indices=(0, 1, 2)),
-     [(64, 32), (128, 16), (256, 8)]),
-    (dict(type='CIFARResNet', arch='resnet20', out_indices=(0, 1, 2)),
-     [(16, 32), (32, 16), (64, 8)]),
-    (dict(type='CIFARWideResNet', arch='wrn_16_2', out_indices=(0, 1, 2)),
-     [(32, 32), (64, 16), (128, 8)]),
-    (dict(type='CIFARVGG', arch='vgg8', out_indices=(0, 1, 2, 3, 4)),
-     [(64, 32), (128, 16), (256, 8), (512, 4), (512, 4)]),
-    (dict(type='CIFARMobileNetV2', out_indices=tuple(range(8))),
-     [(8, 16), (12, 16), (16, 8), (32, 4), (48, 4), (80, 2), (160, 2),
-      (1280, 2)]),
-    (dict(type='CIFARShuffleNetV1', out_indices=(0, 1, 2)),
-     [(240, 16), (480, 8), (960, 4)]),
-    (dict(type='CIFARShuffleNetV2', out_indices=(0, 1, 2, 3)),
-     [(116, 16), (232, 8), (464, 4), (1024, 4)]),
+    (dict(type='CIFARResNet', arch='resnet8x4',
+          out_indices=(0, 1, 2)), [(64, 32), (128, 16), (256, 8)]),
+    (dict(type='CIFARResNet', arch='resnet20',
+          out_indices=(0, 1, 2)), [(16, 32), (32, 16), (64, 8)]),
+    (dict(type='CIFARWideResNet', arch='wrn_16_2',
+          out_indices=(0, 1, 2)), [(32, 32), (64, 16), (128, 8)]),
+    (dict(type='CIFARVGG',
+          arch='vgg8', out_indices=(0, 1, 2, 3, 4)), [(64, 32), (128, 16),
+                                                      (256, 8), (512, 4),
+                                                      (512, 4)]),
+    (dict(type='CIFARMobileNetV2', out_indices=tuple(range(8))), [(8, 16),
+                                                                  (12, 16),
+                                                                  (16, 8),
+                                                                  (32, 4),
+                                                                  (48, 4),
+                                                                  (80, 2),
+                                                                  (160, 2),
+                                                                  (1280, 2)]),
+    (dict(type='CIFARShuffleNetV1',
+          out_indices=(0, 1, 2)), [(240, 16), (480, 8), (960, 4)]),
+    (dict(type='CIFARShuffleNetV2', out_indices=(0, 1, 2, 3)), [(116, 16),
+                                                                (232, 8),
+                                                                (464, 4),
+                                                                (1024, 4)]),
 ]
 
 
-@pytest.mark.parametrize('cfg,expected', MULTI_OUT,
-                         ids=[c['type'] + str(i)
-                              for i, (c, _) in enumerate(MULTI_OUT)])
+@pytest.mark.parametrize(
+    'cfg,expected',
+    MULTI_OUT,
+    ids=[c['type'] + str(i) for i, (c, _) in enumerate(MULTI_OUT)])
 def test_out_indices(cfg, expected):
     backbone = MODELS.build(cfg).eval()
     with torch.no_grad():
@@ -185,9 +193,13 @@ def test_out_indices(cfg, expected):
     assert backbone.out_channels == expected[-1][0]
 
     # default: the last stage only; negative indices count from the end
-    default = MODELS.build(dict(type=cfg['type'],
-                                **{k: v for k, v in cfg.items()
-                                   if k not in ('type', 'out_indices')}))
+    default = MODELS.build(
+        dict(
+            type=cfg['type'],
+            **{
+                k: v
+                for k, v in cfg.items() if k not in ('type', 'out_indices')
+            }))
     last = MODELS.build(dict(cfg, out_indices=-1))
     assert default.out_indices == last.out_indices == (len(expected) - 1, )
 
@@ -201,6 +213,26 @@ def test_invalid_args():
         CIFARWideResNet(arch=dict(depth=15, widen_factor=1))
     with pytest.raises(ValueError):
         CIFARVGG(arch='vgg8', frozen_stages=6)
+
+
+@pytest.mark.parametrize('build,match', [
+    (lambda: CIFARResNet(arch='resnet9'), r"Unknown arch 'resnet9'.*resnet8"),
+    (lambda: CIFARWideResNet(arch='wrn_28_10'),
+     r"Unknown arch 'wrn_28_10'.*wrn_16_1"),
+    (lambda: CIFARVGG(arch='vgg9'), r"Unknown arch 'vgg9'.*vgg11"),
+    (lambda: CIFARShuffleNetV2(widen_factor=3.0),
+     r'widen_factor must be one of \[0.5, 1.0, 1.5, 2.0\]'),
+])
+def test_unknown_arch_names_list_the_choices(build, match):
+    with pytest.raises(KeyError, match=match):
+        build()
+
+
+def test_arch_dict_without_depth():
+    with pytest.raises(TypeError, match='"depth"'):
+        CIFARResNet(arch=dict(widths=(16, 16, 32, 64)))
+    with pytest.raises(TypeError, match='"depth"'):
+        CIFARWideResNet(arch=dict(widen_factor=2))
 
 
 # (backbone, names of the stem modules, names of all stages in order)
@@ -220,8 +252,8 @@ FREEZE = [
 ]
 
 
-@pytest.mark.parametrize('builder,stem,stages', FREEZE,
-                         ids=[str(i) for i in range(len(FREEZE))])
+@pytest.mark.parametrize(
+    'builder,stem,stages', FREEZE, ids=[str(i) for i in range(len(FREEZE))])
 def test_frozen_stages(builder, stem, stages):
     frozen_stages = 2
     model = builder(frozen_stages=frozen_stages)
@@ -242,8 +274,8 @@ def test_frozen_stages(builder, stem, stages):
     out.sum().backward()
     for name in frozen:
         assert all(p.grad is None for p in getattr(model, name).parameters())
-    assert any(p.grad is not None
-               for p in getattr(model, stages[-1]).parameters())
+    assert any(
+        p.grad is not None for p in getattr(model, stages[-1]).parameters())
 
     # -1 freezes nothing
     model = builder(frozen_stages=-1).train()
@@ -256,8 +288,8 @@ def test_frozen_all_stages_wrn_includes_final_bn():
     assert not model.bn_final.training
 
 
-@pytest.mark.parametrize('builder,stem,stages', FREEZE,
-                         ids=[str(i) for i in range(len(FREEZE))])
+@pytest.mark.parametrize(
+    'builder,stem,stages', FREEZE, ids=[str(i) for i in range(len(FREEZE))])
 def test_norm_eval(builder, stem, stages):
     model = builder(norm_eval=True).train()
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
@@ -275,8 +307,8 @@ def test_init_weights_and_in_channels():
             m.weight.data.fill_(0.5)
     model.init_weights()
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    assert all(torch.all(m.weight == 1) and torch.all(m.bias == 0)
-               for m in bns)
+    assert all(
+        torch.all(m.weight == 1) and torch.all(m.bias == 0) for m in bns)
     # Kaiming fan_out (normal): std = sqrt(2 / (out_channels * k * k))
     w = model.layer3[0].conv2.weight
     assert abs(w.std().item() - (2 / (64 * 9))**0.5) < 0.01
@@ -299,6 +331,114 @@ def test_vgg_pool_before_last():
 def test_shufflenet_v1_first_unit_ungrouped():
     model = CIFARShuffleNetV1()
     first = model.layer1[0]
-    assert first.conv1[0].groups == 1 and first.conv1[0].in_channels == 24
-    assert model.layer1[1].conv1[0].groups == 3
-    assert model.layer2[0].conv1[0].groups == 3
+    assert first.conv1.conv.groups == 1 and first.conv1.conv.in_channels == 24
+    assert model.layer1[1].conv1.conv.groups == 3
+    assert model.layer2[0].conv1.conv.groups == 3
+
+
+# one small model of each backbone
+SMALL = {
+    'resnet': lambda **kw: CIFARResNet('resnet8', **kw),
+    'wrn': lambda **kw: CIFARWideResNet('wrn_16_1', **kw),
+    'vgg': lambda **kw: CIFARVGG('vgg8', **kw),
+    'mobilenetv2': lambda **kw: CIFARMobileNetV2(**kw),
+    'shufflev1': lambda **kw: CIFARShuffleNetV1(num_blocks=(1, 1, 1), **kw),
+    'shufflev2': lambda **kw: CIFARShuffleNetV2(widen_factor=0.5, **kw),
+}
+
+
+@pytest.mark.parametrize('name', list(SMALL))
+def test_openmmlab_blocks(name):
+    """The conv - norm [- act] layers are mmcv ConvModules (or mmpretrain's
+    ResNet BasicBlock, whose layers carry the ResNet names)."""
+    model = SMALL[name]()
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    in_conv_module = {
+        id(m.conv)
+        for m in model.modules() if isinstance(m, ConvModule)
+    }
+    if name == 'resnet':
+        assert any(isinstance(m, BasicBlock) for m in model.modules())
+        assert not in_conv_module
+    elif name == 'wrn':
+        # only the stem conv, the 2nd conv of each block and the projection
+        # shortcuts are plain convs (no norm after them)
+        assert len(in_conv_module) == 6 and len(convs) == 6 + 1 + 6 + 2
+    else:  # every conv is followed by a norm
+        assert len(in_conv_module) == len(convs)
+    if name == 'shufflev2':
+        assert sum(isinstance(m, InvertedResidual)
+                   for m in model.modules()) == 3 + 3 + 7 + 3
+
+
+@pytest.mark.parametrize('name', list(SMALL))
+def test_norm_and_act_cfg(name):
+    """norm_cfg and act_cfg reach every norm / activation layer."""
+    default = SMALL[name]()
+    model = SMALL[name](
+        norm_cfg=dict(type='GN', num_groups=2), act_cfg=dict(type='ReLU6'))
+    n_bn = sum(isinstance(m, _BatchNorm) for m in default.modules())
+    n_relu = sum(type(m) is nn.ReLU for m in default.modules())
+    assert n_bn and n_relu
+    assert not any(isinstance(m, _BatchNorm) for m in model.modules())
+    assert sum(isinstance(m, nn.GroupNorm) for m in model.modules()) == n_bn
+    assert not any(type(m) is nn.ReLU for m in model.modules())
+    assert sum(isinstance(m, nn.ReLU6) for m in model.modules()) == n_relu
+    # GN has the parameters of BN: same count
+    assert num_params(model) == num_params(default)
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 32, 32))[-1]
+    assert out.shape[1] == model.out_channels and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize('name', list(SMALL))
+def test_init_weights_conv_modules(name):
+    """ConvModule's own init keeps the Kaiming fan-out / constant scheme."""
+    model = SMALL[name]()
+    for m in model.modules():
+        if isinstance(m, (_BatchNorm, nn.Conv2d)):
+            m.weight.data.fill_(0.5)
+    model.init_weights()
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+        elif isinstance(m, nn.Conv2d):
+            if m.bias is not None:
+                assert torch.all(m.bias == 0)
+            # torch's fan_out: out_channels * kernel area (also when grouped)
+            fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+            if m.weight.numel() >= 4096:
+                std = m.weight.std().item()
+                assert abs(std / (2 / fan_out)**0.5 - 1) < 0.1, (m, std)
+
+
+def test_state_dict_keys():
+    """ResNet keeps the keys of mmpretrain's ResNet_CIFAR; ConvModules name
+    their parts conv / bn."""
+    keys = set(CIFARResNet('resnet8').state_dict())
+    assert {
+        'conv1.weight', 'bn1.weight', 'layer1.0.conv1.weight',
+        'layer1.0.bn2.weight', 'layer2.0.downsample.0.weight',
+        'layer2.0.downsample.1.weight'
+    } <= keys
+    keys = set(CIFARWideResNet('wrn_16_1').state_dict())
+    assert {
+        'conv1.weight', 'layer1.0.bn1.weight', 'layer1.0.conv1.conv.weight',
+        'layer1.0.conv1.bn.weight', 'layer1.0.conv2.weight',
+        'layer2.0.shortcut.weight', 'bn_final.weight'
+    } <= keys
+    keys = set(CIFARVGG('vgg8').state_dict())
+    assert {
+        'layer1.0.conv.weight', 'layer1.0.conv.bias', 'layer1.0.bn.weight'
+    } <= keys
+    keys = set(CIFARMobileNetV2().state_dict())
+    assert {
+        'conv1.conv.weight', 'layer1.0.conv.0.conv.weight',
+        'layer1.0.conv.2.bn.weight', 'conv2.conv.weight'
+    } <= keys
+    keys = set(CIFARShuffleNetV2().state_dict())
+    assert {
+        'conv1.conv.weight', 'layer1.0.branch1.0.conv.weight',
+        'layer1.1.branch2.2.bn.weight', 'conv2.bn.weight'
+    } <= keys

@@ -21,6 +21,19 @@ blocks can be built with :meth:`CIFARBackbone.make_stage`), then calls
 ``self._freeze_stages()``. Architecture-specific forward or freezing
 behaviour goes into the hooks :meth:`forward_stem`, :meth:`forward_stage`
 and :meth:`frozen_modules`.
+
+The layers themselves are OpenMMLab building blocks: mmcv's ``ConvModule``
+for ``conv - norm [- act]``, ``build_norm_layer`` /
+``build_activation_layer`` for the rest, mmpretrain's ``channel_shuffle``,
+and mmpretrain's ResNet ``BasicBlock`` / ``ResLayer`` and ShuffleNet V2
+``InvertedResidual`` where they are exactly the benchmark's block. Every
+backbone takes ``norm_cfg`` (default ``dict(type='BN')``) and ``act_cfg``
+(default ``dict(type='ReLU', inplace=True)``). As in mmpretrain's
+backbones, ``ConvModule.init_weights`` (Kaiming fan-out for the conv,
+constant 1 / bias 0 for the norm, i.e. the scheme of
+:data:`DEFAULT_INIT_CFG`) runs after ``init_cfg`` on the ``ConvModule``
+direct children of a block or backbone, so a different custom ``init_cfg``
+(other than ``Pretrained``) does not reach those convs.
 """
 from typing import List, Sequence, Union
 
@@ -95,8 +108,8 @@ class CIFARBackbone(BaseBackbone):
         return arch
 
     @staticmethod
-    def make_stage(block, num_blocks: int, in_channels: int,
-                   out_channels: int, stride: int, **kwargs) -> nn.Sequential:
+    def make_stage(block, num_blocks: int, in_channels: int, out_channels: int,
+                   stride: int, **kwargs) -> nn.Sequential:
         """``num_blocks`` blocks ``block(in, out, stride=..., **kwargs)``:
         the first maps ``in_channels -> out_channels`` with ``stride``, the
         others keep ``out_channels`` with stride 1."""

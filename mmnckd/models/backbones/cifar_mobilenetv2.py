@@ -22,15 +22,21 @@ Architecture (Sandler et al., 2018, with CRD's CIFAR changes):
   ``GlobalAveragePooling`` neck plus a ``LinearClsHead`` in mmpretrain.
 
 ``mobile_half`` is ``w = 0.5``, ``T = 6``. All convs are bias-free.
+
+Every ``conv - BN [- ReLU]`` is an mmcv ``ConvModule`` (``conv``, ``bn``,
+``activate``). The blocks are not mmpretrain's ``InvertedResidual``, which
+drops the expansion conv for ``t = 1``, and the widths are CRD's
+``int(c * w)``, not mmpretrain's ``make_divisible(c * w, 8)`` (e.g. 12, not
+16, for ``24 * 0.5``).
 """
 from typing import Sequence, Union
 
 import torch.nn as nn
+from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
 from .base_cifar import DEFAULT_INIT_CFG, CIFARBackbone
-from .conv_bn import conv_bn_layers as _conv_bn
 
 
 class CIFARInvertedResidual(BaseModule):
@@ -42,6 +48,8 @@ class CIFARInvertedResidual(BaseModule):
         stride (int): Stride of the depthwise conv.
         expand_ratio (int): Expansion of the hidden width.
         norm_cfg (dict): Norm layer config.
+        act_cfg (dict): Activation config (after the expansion and the
+            depthwise conv).
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -51,15 +59,27 @@ class CIFARInvertedResidual(BaseModule):
                  stride: int,
                  expand_ratio: int,
                  norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU', inplace=True),
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        assert stride in (1, 2)
+        if stride not in (1, 2):
+            raise ValueError(f'stride must be 1 or 2, got {stride}.')
         hidden = in_channels * expand_ratio
         self.use_res_connect = stride == 1 and in_channels == out_channels
         self.conv = nn.Sequential(
-            *_conv_bn(in_channels, hidden, 1, 1, norm_cfg),
-            *_conv_bn(hidden, hidden, 3, stride, norm_cfg, groups=hidden),
-            *_conv_bn(hidden, out_channels, 1, 1, norm_cfg, act=False))
+            ConvModule(
+                in_channels, hidden, 1, norm_cfg=norm_cfg, act_cfg=act_cfg),
+            ConvModule(
+                hidden,
+                hidden,
+                3,
+                stride,
+                1,
+                groups=hidden,
+                norm_cfg=norm_cfg,
+                act_cfg=act_cfg),
+            ConvModule(
+                hidden, out_channels, 1, norm_cfg=norm_cfg, act_cfg=None))
 
     def forward(self, x):
         out = self.conv(x)
@@ -82,6 +102,8 @@ class CIFARMobileNetV2(CIFARBackbone):
         frozen_stages (int): ``-1``: none; ``N >= 0``: the stem and the first
             ``N`` stages (index order above). Defaults to -1.
         norm_cfg (dict): Norm layer config. Defaults to ``dict(type='BN')``.
+        act_cfg (dict): Activation config. Defaults to
+            ``dict(type='ReLU', inplace=True)`` (CRD; not ReLU6).
         norm_eval (bool): Keep BN layers in eval mode. Defaults to False.
         init_cfg (dict | list[dict]): Defaults to Kaiming for convs and
             constant 1 (bias 0) for norm layers.
@@ -103,18 +125,25 @@ class CIFARMobileNetV2(CIFARBackbone):
                  out_indices: Union[int, Sequence[int]] = (7, ),
                  frozen_stages: int = -1,
                  norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU', inplace=True),
                  norm_eval: bool = False,
                  init_cfg=DEFAULT_INIT_CFG):
         # the inverted-residual groups, then the final 1x1 conv
         super().__init__(
-            len(self.arch_settings) + 1, out_indices, frozen_stages,
-            norm_eval, init_cfg)
+            len(self.arch_settings) + 1, out_indices, frozen_stages, norm_eval,
+            init_cfg)
         self.widen_factor = widen_factor
         self.expand_ratio = expand_ratio
 
         c_in = int(32 * widen_factor)
-        self.conv1 = nn.Sequential(
-            *_conv_bn(in_channels, c_in, 3, stem_stride, norm_cfg))
+        self.conv1 = ConvModule(
+            in_channels,
+            c_in,
+            3,
+            stem_stride,
+            1,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg)
         for i, (t, c, n, s) in enumerate(self.arch_settings):
             c_out = int(c * widen_factor)
             self.add_stage(
@@ -126,11 +155,14 @@ class CIFARMobileNetV2(CIFARBackbone):
                     c_out,
                     s,
                     expand_ratio=expand_ratio if t is None else t,
-                    norm_cfg=norm_cfg))
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg))
             c_in = c_out
         self.out_channels = (
             int(1280 * widen_factor) if widen_factor > 1.0 else 1280)
         self.add_stage(
             'conv2',
-            nn.Sequential(*_conv_bn(c_in, self.out_channels, 1, 1, norm_cfg)))
+            ConvModule(
+                c_in, self.out_channels, 1, norm_cfg=norm_cfg,
+                act_cfg=act_cfg))
         self._freeze_stages()

@@ -16,54 +16,22 @@ For depth ``d = 6n + 2`` there are ``n`` blocks per stage. The plain models
 ``[32, 64, 128, 256]`` (256-d features). The classifier of the original
 models is ``AvgPool(8) - Linear(w3, num_classes)``, i.e. a
 ``GlobalAveragePooling`` neck plus a ``LinearClsHead`` in mmpretrain.
+
+The blocks and stages are mmpretrain's own ``BasicBlock`` and ``ResLayer``
+(which builds exactly this ``conv1x1 - BN`` projection shortcut), and the
+stem is the one of mmpretrain's ``ResNet_CIFAR``; only the ``6n + 2`` depths
+and the widths differ from mmpretrain's ResNets, so the state-dict keys are
+the same (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.bn1``, ...,
+``layer2.0.downsample.0/1``).
 """
 from typing import Sequence, Union
 
 import torch.nn as nn
-from mmcv.cnn import build_norm_layer
-from mmengine.model import BaseModule
+from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmpretrain.models.backbones.resnet import BasicBlock, ResLayer
 from mmpretrain.registry import MODELS
 
 from .base_cifar import DEFAULT_INIT_CFG, CIFARBackbone
-
-
-class CIFARBasicBlock(BaseModule):
-    """Post-activation BasicBlock of the CIFAR ResNets.
-
-    Args:
-        in_channels (int): Input channels.
-        out_channels (int): Output channels.
-        stride (int): Stride of the first 3x3 conv (and of the projection
-            shortcut). Defaults to 1.
-        norm_cfg (dict): Norm layer config. Defaults to ``dict(type='BN')``.
-        init_cfg (dict, optional): Initialisation config. Defaults to None.
-    """
-
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 stride: int = 1,
-                 norm_cfg: dict = dict(type='BN'),
-                 init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
-        self.conv1 = nn.Conv2d(
-            in_channels, out_channels, 3, stride, 1, bias=False)
-        self.bn1 = build_norm_layer(norm_cfg, out_channels)[1]
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-        self.bn2 = build_norm_layer(norm_cfg, out_channels)[1]
-        self.relu = nn.ReLU(inplace=True)
-        if stride != 1 or in_channels != out_channels:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                build_norm_layer(norm_cfg, out_channels)[1])
-        else:
-            self.downsample = None
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
 
 
 @MODELS.register_module()
@@ -84,6 +52,8 @@ class CIFARResNet(CIFARBackbone):
             stem and the first ``N`` stages (eval mode, no grad).
             Defaults to -1.
         norm_cfg (dict): Norm layer config. Defaults to ``dict(type='BN')``.
+        act_cfg (dict): Activation config (stem and blocks). Defaults to
+            ``dict(type='ReLU', inplace=True)``.
         norm_eval (bool): Keep all BN layers in eval mode during training.
             Defaults to False.
         zero_init_residual (bool): Zero-init the last BN of each block.
@@ -108,7 +78,6 @@ class CIFARResNet(CIFARBackbone):
         'resnet32x4': dict(depth=32, widths=(32, 64, 128, 256)),
     }
     strides = (1, 2, 2)
-    stem_names = ('conv1', 'bn1')  # + ReLU, see forward_stem
 
     def __init__(self,
                  arch: Union[str, dict] = 'resnet32',
@@ -116,6 +85,7 @@ class CIFARResNet(CIFARBackbone):
                  out_indices: Union[int, Sequence[int]] = (2, ),
                  frozen_stages: int = -1,
                  norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU', inplace=True),
                  norm_eval: bool = False,
                  zero_init_residual: bool = False,
                  init_cfg=DEFAULT_INIT_CFG):
@@ -132,22 +102,33 @@ class CIFARResNet(CIFARBackbone):
         self.num_blocks = (depth - 2) // 6
         self.zero_init_residual = zero_init_residual
 
+        # stem of mmpretrain's ResNet_CIFAR: conv3x3 - norm1 - act
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
-        self.bn1 = build_norm_layer(norm_cfg, widths[0])[1]
-        self.relu = nn.ReLU(inplace=True)
+        self.norm1_name, norm1 = build_norm_layer(
+            norm_cfg, widths[0], postfix=1)
+        self.add_module(self.norm1_name, norm1)
+        self.relu = build_activation_layer(act_cfg)
+        # conv1 - bn1 (or gn1, ...); the activation has no state
+        self.stem_names = ('conv1', self.norm1_name)
 
         for i in range(self.num_stages):
             self.add_stage(
                 f'layer{i + 1}',
-                self.make_stage(
-                    CIFARBasicBlock,
+                ResLayer(
+                    BasicBlock,
                     self.num_blocks,
                     widths[i],
                     widths[i + 1],
-                    self.strides[i],
-                    norm_cfg=norm_cfg))
+                    expansion=1,
+                    stride=self.strides[i],
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg))
         self.out_channels = widths[-1]
         self._freeze_stages()
+
+    @property
+    def norm1(self) -> nn.Module:
+        return getattr(self, self.norm1_name)
 
     def init_weights(self):
         super().init_weights()
@@ -156,8 +137,8 @@ class CIFARResNet(CIFARBackbone):
             return
         if self.zero_init_residual:
             for m in self.modules():
-                if isinstance(m, CIFARBasicBlock):
-                    nn.init.constant_(m.bn2.weight, 0)
+                if isinstance(m, BasicBlock):
+                    nn.init.constant_(m.norm2.weight, 0)
 
     def forward_stem(self, x):
-        return self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.norm1(self.conv1(x)))

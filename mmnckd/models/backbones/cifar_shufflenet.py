@@ -32,33 +32,34 @@ by ``(3, 7, 3)`` basic units, then ``conv1x1(464 -> 1024) - BN - ReLU``.
   dwconv3x3(s2) - BN - conv1x1 - BN - ReLU``; concatenate, shuffle.
 
 Features: 1024-d (the final 1x1 conv is output index 3).
+
+Building blocks: every ``conv - BN [- ReLU]`` is an mmcv ``ConvModule``
+(``conv``, ``bn``, ``activate``), the shuffle is mmpretrain's
+``channel_shuffle``, and both ShuffleNet V2 units are mmpretrain's own
+ShuffleNet V2 ``InvertedResidual`` (``branch1`` = left, ``branch2`` =
+right / basic branch), which is this exact unit. mmpretrain's ShuffleNet V1
+``ShuffleUnit`` is not: it shuffles after the depthwise conv, has no ReLU
+there and concatenates in the other order, so the V1 unit is kept here.
 """
 from typing import Sequence, Union
 
 import torch
 import torch.nn as nn
+from mmcv.cnn import ConvModule, build_activation_layer
 from mmengine.model import BaseModule
+from mmpretrain.models.backbones.shufflenet_v2 import \
+    InvertedResidual as ShuffleV2Unit
+from mmpretrain.models.utils import channel_shuffle
 from mmpretrain.registry import MODELS
 
 from .base_cifar import DEFAULT_INIT_CFG, CIFARBackbone
-from .conv_bn import conv_bn_layers
-
-
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """``(N, g * c, H, W)`` -> interleave the ``g`` groups channel-wise."""
-    if groups == 1:
-        return x
-    n, c, h, w = x.shape
-    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(
-        n, c, h, w)
-
-
-def _conv_bn(*args, **kwargs) -> nn.Sequential:
-    return nn.Sequential(*conv_bn_layers(*args, **kwargs))
 
 
 class ShuffleV1Unit(BaseModule):
     """ShuffleNet V1 bottleneck unit (CRD variant, see module docstring).
+
+    ``conv1`` (grouped 1x1 - BN - act), channel shuffle, ``conv2``
+    (depthwise 3x3 - BN - act), ``conv3`` (grouped 1x1 - BN), merge, act.
 
     Args:
         in_channels (int): Input channels.
@@ -66,9 +67,11 @@ class ShuffleV1Unit(BaseModule):
             the unit outputs ``in_channels + out_channels``).
         stride (int): 1 (add) or 2 (concat with avg-pooled input).
         groups (int): Groups of the 1x1 convs.
-        first_groups (int): Groups of the first 1x1 conv (1 for the first
-            unit of the net). Defaults to ``groups``.
+        first_groups (int): Groups of the first 1x1 conv and of the shuffle
+            after it (1 for the first unit of the net). Defaults to
+            ``groups``.
         norm_cfg (dict): Norm layer config.
+        act_cfg (dict): Activation config.
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -79,25 +82,46 @@ class ShuffleV1Unit(BaseModule):
                  groups: int,
                  first_groups: int = None,
                  norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU', inplace=True),
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        assert stride in (1, 2)
+        if stride not in (1, 2):
+            raise ValueError(f'stride must be 1 or 2, got {stride}.')
         first_groups = groups if first_groups is None else first_groups
         mid = out_channels // 4
         self.stride = stride
         self.first_groups = first_groups
-        self.conv1 = _conv_bn(
-            in_channels, mid, 1, 1, norm_cfg, groups=first_groups)
-        self.conv2 = _conv_bn(mid, mid, 3, stride, norm_cfg, groups=mid)
-        self.conv3 = _conv_bn(
-            mid, out_channels, 1, 1, norm_cfg, groups=groups, act=False)
+        self.conv1 = ConvModule(
+            in_channels,
+            mid,
+            1,
+            groups=first_groups,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg)
+        self.conv2 = ConvModule(
+            mid,
+            mid,
+            3,
+            stride,
+            1,
+            groups=mid,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg)
+        self.conv3 = ConvModule(
+            mid,
+            out_channels,
+            1,
+            groups=groups,
+            norm_cfg=norm_cfg,
+            act_cfg=None)
         self.shortcut = (
             nn.AvgPool2d(3, stride=2, padding=1) if stride == 2 else None)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = build_activation_layer(act_cfg)
 
     def forward(self, x):
         out = self.conv1(x)
-        out = channel_shuffle(out, self.first_groups)
+        if self.first_groups > 1:
+            out = channel_shuffle(out, self.first_groups)
         out = self.conv3(self.conv2(out))
         if self.stride == 2:
             out = torch.cat([out, self.shortcut(x)], dim=1)
@@ -122,6 +146,8 @@ class CIFARShuffleNetV1(CIFARBackbone):
         frozen_stages (int): ``-1``: none; ``N >= 0``: the stem and the first
             ``N`` stages. Defaults to -1.
         norm_cfg (dict): Norm layer config. Defaults to ``dict(type='BN')``.
+        act_cfg (dict): Activation config. Defaults to
+            ``dict(type='ReLU', inplace=True)``.
         norm_eval (bool): Keep BN layers in eval mode. Defaults to False.
         init_cfg (dict | list[dict]): Defaults to Kaiming for convs and
             constant 1 (bias 0) for norm layers.
@@ -138,12 +164,14 @@ class CIFARShuffleNetV1(CIFARBackbone):
                  out_indices: Union[int, Sequence[int]] = (2, ),
                  frozen_stages: int = -1,
                  norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU', inplace=True),
                  norm_eval: bool = False,
                  init_cfg=DEFAULT_INIT_CFG):
         if len(stage_channels) != 3 or len(num_blocks) != 3:
             raise ValueError('stage_channels and num_blocks need 3 entries.')
         super().__init__(3, out_indices, frozen_stages, norm_eval, init_cfg)
-        self.conv1 = _conv_bn(in_channels, 24, 1, 1, norm_cfg)
+        self.conv1 = ConvModule(
+            in_channels, 24, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
         self.groups = groups
         c_in = 24
         for i, (c_stage, n) in enumerate(zip(stage_channels, num_blocks)):
@@ -156,60 +184,12 @@ class CIFARShuffleNetV1(CIFARBackbone):
                         stride=2 if j == 0 else 1,
                         groups=groups,
                         first_groups=1 if i == 0 and j == 0 else groups,
-                        norm_cfg=norm_cfg))
+                        norm_cfg=norm_cfg,
+                        act_cfg=act_cfg))
                 c_in = c_stage
             self.add_stage(f'layer{i + 1}', nn.Sequential(*units))
         self.out_channels = c_in
         self._freeze_stages()
-
-
-class ShuffleV2BasicUnit(BaseModule):
-    """ShuffleNet V2 stride-1 unit (channel split, see module docstring)."""
-
-    def __init__(self,
-                 channels: int,
-                 norm_cfg: dict = dict(type='BN'),
-                 init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
-        self.split = channels // 2
-        c = channels - self.split
-        self.branch = nn.Sequential(
-            _conv_bn(c, c, 1, 1, norm_cfg),
-            _conv_bn(c, c, 3, 1, norm_cfg, groups=c, act=False),
-            _conv_bn(c, c, 1, 1, norm_cfg))
-
-    def forward(self, x):
-        x1, x2 = x[:, :self.split], x[:, self.split:]
-        return channel_shuffle(torch.cat([x1, self.branch(x2)], dim=1), 2)
-
-
-class ShuffleV2DownUnit(BaseModule):
-    """ShuffleNet V2 stride-2 unit (two branches, see module docstring)."""
-
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 norm_cfg: dict = dict(type='BN'),
-                 init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
-        mid = out_channels // 2
-        self.left = nn.Sequential(
-            _conv_bn(
-                in_channels,
-                in_channels,
-                3,
-                2,
-                norm_cfg,
-                groups=in_channels,
-                act=False), _conv_bn(in_channels, mid, 1, 1, norm_cfg))
-        self.right = nn.Sequential(
-            _conv_bn(in_channels, mid, 1, 1, norm_cfg),
-            _conv_bn(mid, mid, 3, 2, norm_cfg, groups=mid, act=False),
-            _conv_bn(mid, mid, 1, 1, norm_cfg))
-
-    def forward(self, x):
-        return channel_shuffle(
-            torch.cat([self.left(x), self.right(x)], dim=1), 2)
 
 
 @MODELS.register_module()
@@ -226,6 +206,8 @@ class CIFARShuffleNetV2(CIFARBackbone):
         frozen_stages (int): ``-1``: none; ``N >= 0``: the stem and the first
             ``N`` stages (index order above). Defaults to -1.
         norm_cfg (dict): Norm layer config. Defaults to ``dict(type='BN')``.
+        act_cfg (dict): Activation config. Defaults to
+            ``dict(type='ReLU', inplace=True)``.
         norm_eval (bool): Keep BN layers in eval mode. Defaults to False.
         init_cfg (dict | list[dict]): Defaults to Kaiming for convs and
             constant 1 (bias 0) for norm layers.
@@ -248,6 +230,7 @@ class CIFARShuffleNetV2(CIFARBackbone):
                  out_indices: Union[int, Sequence[int]] = (3, ),
                  frozen_stages: int = -1,
                  norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU', inplace=True),
                  norm_eval: bool = False,
                  init_cfg=DEFAULT_INIT_CFG):
         if float(widen_factor) not in self.arch_settings:
@@ -257,16 +240,23 @@ class CIFARShuffleNetV2(CIFARBackbone):
         widths, num_blocks = self.arch_settings[float(widen_factor)]
         super().__init__(4, out_indices, frozen_stages, norm_eval, init_cfg)
         self.widen_factor = widen_factor
-        self.conv1 = _conv_bn(in_channels, 24, 1, 1, norm_cfg)
+        self.conv1 = ConvModule(
+            in_channels, 24, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
         c_in = 24
         for i, (c_stage, n) in enumerate(zip(widths[:3], num_blocks)):
-            units = [ShuffleV2DownUnit(c_in, c_stage, norm_cfg=norm_cfg)]
-            units += [
-                ShuffleV2BasicUnit(c_stage, norm_cfg=norm_cfg)
-                for _ in range(n)
+            # a down-sampling unit, then n basic units
+            units = [
+                ShuffleV2Unit(
+                    c_in if j == 0 else c_stage,
+                    c_stage,
+                    stride=2 if j == 0 else 1,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg) for j in range(n + 1)
             ]
             c_in = c_stage
             self.add_stage(f'layer{i + 1}', nn.Sequential(*units))
-        self.add_stage('conv2', _conv_bn(c_in, widths[3], 1, 1, norm_cfg))
+        self.add_stage(
+            'conv2',
+            ConvModule(c_in, widths[3], 1, norm_cfg=norm_cfg, act_cfg=act_cfg))
         self.out_channels = widths[3]
         self._freeze_stages()

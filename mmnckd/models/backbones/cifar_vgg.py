@@ -23,11 +23,14 @@ Architecture (CRD's ``vgg*_bn`` models, which its tables call vgg8, vgg13,
   ``LinearClsHead`` in mmpretrain.
 
 Stage outputs are taken after the ReLU (before the following max-pool).
+Each ``conv3x3 - BN - ReLU`` is an mmcv ``ConvModule`` (``layer1.0.conv``,
+``layer1.0.bn``, as in mmpretrain's ``VGG``), with the conv bias CRD keeps.
 """
+import warnings
 from typing import Optional, Sequence, Union
 
 import torch.nn as nn
-from mmcv.cnn import build_norm_layer
+from mmcv.cnn import ConvModule
 from mmpretrain.registry import MODELS
 
 from .base_cifar import DEFAULT_INIT_CFG, CIFARBackbone
@@ -50,6 +53,8 @@ class CIFARVGG(CIFARBackbone):
         frozen_stages (int): ``-1``: none; ``N >= 0``: the first ``N``
             stages (VGG has no separate stem). Defaults to -1.
         norm_cfg (dict): Norm layer config. Defaults to ``dict(type='BN')``.
+        act_cfg (dict): Activation config. Defaults to
+            ``dict(type='ReLU', inplace=True)``.
         norm_eval (bool): Keep BN layers in eval mode. Defaults to False.
         init_cfg (dict | list[dict]): Defaults to Kaiming for convs (bias 0)
             and constant 1 (bias 0) for norm layers.
@@ -76,6 +81,7 @@ class CIFARVGG(CIFARBackbone):
                  out_indices: Union[int, Sequence[int]] = (4, ),
                  frozen_stages: int = -1,
                  norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU', inplace=True),
                  norm_eval: bool = False,
                  init_cfg=DEFAULT_INIT_CFG):
         arch = self._lookup_arch(arch)
@@ -90,11 +96,19 @@ class CIFARVGG(CIFARBackbone):
         for i, widths in enumerate(arch):
             convs = []
             for c_out in widths:
-                convs += [
-                    nn.Conv2d(c_in, c_out, 3, padding=1, bias=True),
-                    build_norm_layer(norm_cfg, c_out)[1],
-                    nn.ReLU(inplace=True)
-                ]
+                with warnings.catch_warnings():
+                    # CRD's convs keep their bias in front of the BN
+                    warnings.filterwarnings('ignore', 'Unnecessary conv bias',
+                                            UserWarning)
+                    convs.append(
+                        ConvModule(
+                            c_in,
+                            c_out,
+                            3,
+                            padding=1,
+                            bias=True,
+                            norm_cfg=norm_cfg,
+                            act_cfg=act_cfg))
                 c_in = c_out
             self.add_stage(f'layer{i + 1}', nn.Sequential(*convs))
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)

@@ -17,11 +17,15 @@ The final ``BN - ReLU`` belongs to the last stage here, so the output of
 stage 2 is the activated map and ``GlobalAveragePooling`` +
 ``Linear(64k, num_classes)`` gives the standard WRN. The outputs of stages
 0 and 1 are the raw (pre-activation) sums of their last block.
+
+In a block, ``conv3x3(stride) - BN - ReLU`` is an mmcv ``ConvModule``
+(``conv1.conv``, ``conv1.bn``); the leading ``BN - ReLU`` stays separate
+(``bn1``) because the projection shortcut reads its output.
 """
 from typing import Sequence, Union
 
 import torch.nn as nn
-from mmcv.cnn import build_norm_layer
+from mmcv.cnn import ConvModule, build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
@@ -31,12 +35,17 @@ from .base_cifar import DEFAULT_INIT_CFG, CIFARBackbone
 class PreActWideBlock(BaseModule):
     """Pre-activation block of a Wide ResNet.
 
+    ``bn1 - act`` (kept apart: the projection shortcut takes its output),
+    ``conv1`` = ``ConvModule(conv3x3(stride) - BN - act)``, dropout, then the
+    plain ``conv3x3`` ``conv2``.
+
     Args:
         in_channels (int): Input channels.
         out_channels (int): Output channels.
         stride (int): Stride of the first conv and the shortcut conv.
         drop_rate (float): Dropout probability between the two convs.
         norm_cfg (dict): Norm layer config.
+        act_cfg (dict): Activation config.
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -46,14 +55,20 @@ class PreActWideBlock(BaseModule):
                  stride: int = 1,
                  drop_rate: float = 0.0,
                  norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU', inplace=True),
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.bn1 = build_norm_layer(norm_cfg, in_channels)[1]
-        self.conv1 = nn.Conv2d(
-            in_channels, out_channels, 3, stride, 1, bias=False)
-        self.bn2 = build_norm_layer(norm_cfg, out_channels)[1]
+        self.conv1 = ConvModule(
+            in_channels,
+            out_channels,
+            3,
+            stride,
+            1,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = build_activation_layer(act_cfg)
         self.dropout = nn.Dropout(drop_rate) if drop_rate > 0 else None
         # The original WRN only projects when the width changes (a stride-2
         # block with unchanged width cannot occur in WRN-d-k).
@@ -65,7 +80,7 @@ class PreActWideBlock(BaseModule):
 
     def forward(self, x):
         act = self.relu(self.bn1(x))
-        out = self.relu(self.bn2(self.conv1(act)))
+        out = self.conv1(act)
         if self.dropout is not None:
             out = self.dropout(out)
         out = self.conv2(out)
@@ -89,6 +104,8 @@ class CIFARWideResNet(CIFARBackbone):
         frozen_stages (int): ``-1``: none; ``N >= 0``: the stem and the first
             ``N`` stages (stage 2 includes the final BN). Defaults to -1.
         norm_cfg (dict): Norm layer config. Defaults to ``dict(type='BN')``.
+        act_cfg (dict): Activation config. Defaults to
+            ``dict(type='ReLU', inplace=True)``.
         norm_eval (bool): Keep BN layers in eval mode. Defaults to False.
         init_cfg (dict | list[dict]): Defaults to Kaiming for convs and
             constant 1 (bias 0) for norm layers.
@@ -112,6 +129,7 @@ class CIFARWideResNet(CIFARBackbone):
                  out_indices: Union[int, Sequence[int]] = (2, ),
                  frozen_stages: int = -1,
                  norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU', inplace=True),
                  norm_eval: bool = False,
                  init_cfg=DEFAULT_INIT_CFG):
         arch = self._lookup_arch(arch, required_key='depth')
@@ -137,11 +155,12 @@ class CIFARWideResNet(CIFARBackbone):
                     self.widths[i + 1],
                     self.strides[i],
                     drop_rate=drop_rate,
-                    norm_cfg=norm_cfg))
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg))
         self.out_channels = self.widths[-1]
         # final BN-ReLU of the pre-activation net (part of the last stage)
         self.bn_final = build_norm_layer(norm_cfg, self.out_channels)[1]
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = build_activation_layer(act_cfg)
         self._freeze_stages()
 
     def forward_stage(self, i, x):
