@@ -1,15 +1,15 @@
 """Install mmnckd beside mmpretrain: ``pip install -e .``.
 
-Like mmpretrain, the repo's ``configs/``, ``tools/`` and ``model-index.yml`` are
-shipped inside the package under ``mmnckd/.mim`` (with ``zoo/``, the
-published weights the metafiles name relative to ``model-index.yml``) (symlinked for an editable
-install, copied for a wheel), so an installed mmnckd finds its own configs.
+Like mmpretrain, the repo's ``configs/``, ``tools/``, ``zoo/`` (the published
+weights, which the metafiles name relative to ``model-index.yml``) and
+``model-index.yml`` are shipped inside the package under ``mmnckd/.mim``
+(symlinked for an editable install, copied for a wheel), so an installed
+mmnckd finds its own configs and weights.
 """
 import os
 import os.path as osp
 import shutil
 import sys
-
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -35,8 +35,9 @@ def add_mim_extension():
     """Link (editable install) or copy (wheel/sdist) the mim files."""
     if any(cmd in sys.argv for cmd in ('develop', 'editable_wheel')):
         mode = 'symlink'
-    elif any(cmd in sys.argv
-             for cmd in ('sdist', 'bdist_wheel', 'build', 'install')):
+    elif any(
+            cmd in sys.argv
+            for cmd in ('sdist', 'bdist_wheel', 'build', 'install')):
         mode = 'copy'
     else:
         return

@@ -4,7 +4,9 @@ metric, hook, optimizer and scheduler types are registered. No data and no
 teacher checkpoint are needed (weights stay random), so this runs for the
 CIFAR-100 and ImageNet configs too. Last, ``tools/train.py`` trains the
 ImageNet NCKD config (ResNet-50 -> MobileNetV2 at 224x224) for one tiny
-epoch on a generated class-folder dataset with a local teacher checkpoint."""
+epoch on a generated class-folder dataset with a local teacher checkpoint.
+The base dataset configs (``configs/_base_/datasets/``) give batches of the
+right shape, normalised by their preprocessor."""
 import copy
 import subprocess
 import sys
@@ -14,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope, init_default_scope
+from mmpretrain.registry import (DATASETS, HOOKS, METRICS, MODELS, OPTIMIZERS,
+                                 PARAM_SCHEDULERS)
+from mmpretrain.structures import DataSample
 
 import mmnckd  # noqa: F401  (registers mmnckd's classes)
-from mmpretrain.registry import (DATASETS, HOOKS, METRICS, MODELS,
-                                 OPTIMIZERS, PARAM_SCHEDULERS)
-from mmpretrain.structures import DataSample
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / 'configs'
@@ -129,8 +131,9 @@ def test_config_builds_and_steps(path):
         model.set_prototypes(torch.randn(k, model.teacher_feat_dim))
     c, h, w = input_shape(cfg)
     n = 2 if h >= 128 else 4  # BatchNorm needs > 1 sample
-    inputs = [torch.randint(0, 256, (c, h, w), dtype=torch.uint8)
-              for _ in range(n)]
+    inputs = [
+        torch.randint(0, 256, (c, h, w), dtype=torch.uint8) for _ in range(n)
+    ]
 
     model.train()
     samples = [DataSample().set_gt_label(i % k) for i in range(n)]
@@ -172,12 +175,14 @@ def _write_class_folders(root: Path, classes: int, per_class: int):
             Image.fromarray(img).save(folder / f'{i}.png')
 
 
+@pytest.mark.slow
 def test_train_imagenet_nckd_config_on_tiny_data(tmp_path):
-    """tools/train.py on configs/nckd/r50_mbv2_imagenet.py: prototypes,
+    """tools/train.py on
+    configs/nckd/nckd_resnet50_mobilenetv2_8xb32_in1k.py: prototypes,
     training, validation and a checkpoint, on 4 classes x 2 random 224x224
     crops and a local random teacher checkpoint (the config itself unchanged
     but for data, class count and checkpoint path)."""
-    base = REPO / 'configs/nckd/r50_mbv2_imagenet.py'
+    base = REPO / 'configs/nckd/nckd_resnet50_mobilenetv2_8xb32_in1k.py'
     data_root = tmp_path / 'data'
     _write_class_folders(data_root, classes=4, per_class=2)
 
@@ -211,10 +216,15 @@ train_cfg = dict(max_epochs=1, val_interval=1)
 default_hooks = dict(logger=dict(interval=1))
 ''')
     work_dir = tmp_path / 'work'
-    proc = subprocess.run(
-        [sys.executable, 'tools/train.py', str(derived), '--work-dir',
-         str(work_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([
+        sys.executable, 'tools/train.py',
+        str(derived), '--work-dir',
+        str(work_dir)
+    ],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     assert (work_dir / 'epoch_1.pth').is_file(), out[-3000:]
@@ -222,3 +232,45 @@ default_hooks = dict(logger=dict(interval=1))
     assert (work_dir / 'teacher_prototypes.pth').is_file()
     assert 'Epoch(train) [1][4/4]' in out, out[-3000:]
     assert 'accuracy/top1' in out
+
+
+# ------------------------------------------------- base dataset configs
+@pytest.mark.parametrize('cfg_name,num_classes,batch_size', [
+    ('omniglot_bs64.py', 242, 64),
+    ('fashion_mnist_bs128.py', 10, 128),
+])
+def test_base_dataset_config(cfg_name, num_classes, batch_size, request):
+    from mmengine.runner import Runner
+    from mmpretrain.models import ClsDataPreprocessor
+
+    cfg = Config.fromfile(REPO / 'configs' / '_base_' / 'datasets' / cfg_name)
+    assert 'default_scope' not in cfg and 'custom_imports' not in cfg
+    assert cfg.data_preprocessor.num_classes == num_classes
+    assert len(cfg.data_preprocessor.mean) == 1
+    assert len(cfg.data_preprocessor.std) == 1
+    assert cfg.test_dataloader == cfg.val_dataloader
+    if cfg_name.startswith('omniglot'):
+        assert cfg.data_root == 'data/omniglot'
+        # Resolve the repo-root-relative path independently of the cwd.
+        cfg.train_dataloader.dataset.data_root = request.getfixturevalue(
+            'omniglot_root')
+    else:
+        assert cfg.data_root == request.getfixturevalue('fashion_root')
+
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        loader = Runner.build_dataloader(cfg.train_dataloader)
+        batch = next(iter(loader))
+        preprocessor = ClsDataPreprocessor(**cfg.data_preprocessor)
+    assert loader.batch_size == batch_size
+    inputs = batch['inputs']
+    assert isinstance(inputs, torch.Tensor)
+    assert inputs.shape == (batch_size, 1, 28, 28)
+    assert inputs.dtype == torch.uint8
+    labels = torch.cat([s.gt_label for s in batch['data_samples']])
+    assert labels.shape == (batch_size, ) and labels.max() < num_classes
+    out = preprocessor(batch, training=True)
+    assert out['inputs'].shape == (batch_size, 1, 28, 28)
+    assert out['inputs'].dtype == torch.float32
+    # Normalized with the train mean/std: roughly zero mean, unit std.
+    assert abs(out['inputs'].mean().item()) < 0.5
+    assert 0.5 < out['inputs'].std().item() < 1.5

@@ -1,4 +1,5 @@
 """Run the command-line tools the way a user does, from the repo root."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -7,6 +8,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OMNIGLOT = REPO / 'data' / 'omniglot'
+# the Omniglot configs the tool tests train (repo-relative)
+STUDENT = 'configs/vanilla/resnet18w8_1xb64_omniglot.py'
+NCKD = 'configs/nckd/nckd_resnet18w32_resnet18w8_1xb64_omniglot.py'
+# one thread per process: deterministic and comparable CPU runs
+ENV = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 
 # fast, single-worker dataloaders and a 1-epoch schedule for tests
 FAST = '''
@@ -31,21 +37,33 @@ def run(cmd, timeout=900, env=None):
     full_env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHON=sys.executable)
     full_env.update(env or {})
     proc = subprocess.run(
-        cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        cmd,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env=full_env)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f'{cmd} failed ({proc.returncode}):\n' + out[-6000:]
+    assert proc.returncode == 0, f'{cmd} failed ({proc.returncode}):\n' + out[
+        -6000:]
     return out
 
 
 def train(config, work_dir, *args, timeout=900):
-    return run([sys.executable, 'tools/train.py', str(config), '--work-dir',
-                str(work_dir), *args], timeout=timeout)
+    return run([
+        sys.executable, 'tools/train.py',
+        str(config), '--work-dir',
+        str(work_dir), *args
+    ],
+               timeout=timeout)
 
 
 def evaluate(config, ckpt, *args, timeout=600):
-    return run([sys.executable, 'tools/test.py', str(config), str(ckpt),
-                *args], timeout=timeout)
+    return run(
+        [sys.executable, 'tools/test.py',
+         str(config),
+         str(ckpt), *args],
+        timeout=timeout)
 
 
 def top1(output: str) -> float:
@@ -53,3 +71,20 @@ def top1(output: str) -> float:
     lines = [ln for ln in output.splitlines() if 'accuracy/top1:' in ln]
     assert lines, 'no accuracy/top1 in the output:\n' + output[-3000:]
     return float(lines[-1].split('accuracy/top1:')[1].split()[0])
+
+
+def nckd_config(path, teacher_ckpt, epochs=1, extra=''):
+    return write_config(
+        path,
+        NCKD,
+        epochs=epochs,
+        extra=f'model = dict(teacher_ckpt={str(teacher_ckpt)!r})\n' + extra)
+
+
+def load_tool(path):
+    """A tool script (repo-relative or absolute path) imported as a module."""
+    path = REPO / path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -8,5 +8,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_env.sh
-exec .venv/bin/python tools/benchmark/efficacy.py --dataset omniglot \
+exec .venv/bin/python .dev_scripts/benchmark/efficacy.py omniglot \
     --work-dir work_dirs/demo --seeds 0 --methods student kd nckd "$@"

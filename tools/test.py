@@ -16,7 +16,6 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import CheckpointLoader
-from mmpretrain.registry import MODELS
 
 import mmnckd  # noqa: F401  (registers mmnckd and the safe checkpoint types)
 from mmnckd.models.distillers import is_distiller_type
@@ -31,10 +30,13 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='where the metrics file goes')
     parser.add_argument('--out', help='dump predictions or metrics here')
     parser.add_argument(
-        '--out-item', choices=['metrics', 'pred'],
+        '--out-item',
+        choices=['metrics', 'pred'],
         help='what --out holds (default: predictions)')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override config keys, key=value (lists as key="[a,b]")')
     parser.add_argument('--amp', action='store_true', help='fp16 test')
     parser.add_argument('--show-dir', help='save visualisations here')
@@ -43,12 +45,15 @@ def parse_args(argv=None):
     parser.add_argument('--wait-time', type=float, default=2)
     parser.add_argument('--no-pin-memory', action='store_true')
     parser.add_argument(
-        '--tta', action='store_true',
+        '--tta',
+        action='store_true',
         help='test-time augmentation (the config\'s tta_model/tta_pipeline, '
         'else flip TTA)')
     parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -71,8 +76,12 @@ def merge_args(cfg, args):
             raise ValueError(
                 '--show/--show-dir need default_hooks.visualization = '
                 'dict(type="VisualizationHook") in the config.')
-        vis.update(enable=True, show=args.show, wait_time=args.wait_time,
-                   out_dir=args.show_dir, interval=args.interval)
+        vis.update(
+            enable=True,
+            show=args.show,
+            wait_time=args.wait_time,
+            out_dir=args.show_dir,
+            interval=args.interval)
     if args.tta:
         test_pipeline = cfg.test_dataloader.dataset.pipeline
         cfg.setdefault('tta_model', dict(type='mmpretrain.AverageClsScoreTTA'))
@@ -80,9 +89,10 @@ def merge_args(cfg, args):
             cfg.tta_pipeline = deepcopy(test_pipeline)
             cfg.tta_pipeline[-1] = dict(
                 type='TestTimeAug',
-                transforms=[[dict(type='RandomFlip', prob=1.),
-                             dict(type='RandomFlip', prob=0.)],
-                            [test_pipeline[-1]]])
+                transforms=[[
+                    dict(type='RandomFlip', prob=1.),
+                    dict(type='RandomFlip', prob=0.)
+                ], [test_pipeline[-1]]])
         cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     set_dataloader_defaults(
@@ -130,8 +140,9 @@ def main(argv=None):
     cfg = merge_args(Config.fromfile(args.config), args)
     check_checkpoint(cfg, args.config, args.checkpoint)
     init_cpu_distributed(cfg)
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = (
+        Runner.from_cfg(cfg)
+        if 'runner_type' not in cfg else RUNNERS.build(cfg))
     if args.out and args.out_item in ('pred', None):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

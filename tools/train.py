@@ -22,25 +22,34 @@ def parse_args(argv=None):
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
         help='resume from this checkpoint, or (no value) from the latest '
         'checkpoint in the work dir')
     parser.add_argument(
         '--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument(
-        '--no-validate', action='store_true',
+        '--no-validate',
+        action='store_true',
         help='do not evaluate checkpoints during training')
     parser.add_argument(
-        '--auto-scale-lr', action='store_true',
+        '--auto-scale-lr',
+        action='store_true',
         help='scale the lr by actual / base batch size (auto_scale_lr)')
     parser.add_argument('--no-pin-memory', action='store_true')
     parser.add_argument('--no-persistent-workers', action='store_true')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override config keys, key=value (lists as key="[a,b]")')
     parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
     # torch.distributed.launch passes --local-rank (torch>=2) or
     # --local_rank (older); torchrun sets LOCAL_RANK instead.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -77,8 +86,10 @@ def merge_args(cfg, args):
         overrides['persistent_workers'] = False
     set_dataloader_defaults(
         cfg, ('train_dataloader', 'val_dataloader', 'test_dataloader'),
-        dict(pin_memory=True, persistent_workers=True,
-             collate_fn=dict(type='default_collate')), overrides)
+        dict(
+            pin_memory=True,
+            persistent_workers=True,
+            collate_fn=dict(type='default_collate')), overrides)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     return cfg
@@ -88,8 +99,9 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
     init_cpu_distributed(cfg)
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = (
+        Runner.from_cfg(cfg)
+        if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()
     shutdown_distributed()  # on success only: a failing rank must exit
 

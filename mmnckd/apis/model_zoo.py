@@ -104,7 +104,8 @@ def register_model_index(model_index_path: Optional[str] = None,
     return names
 
 
-def resolve_weights(weights: Optional[str], prefix: str,
+def resolve_weights(weights: Optional[str],
+                    prefix: str,
                     name: str = '') -> Optional[str]:
     """A metafile ``Weights`` value as ``load_checkpoint`` takes it.
 

@@ -31,7 +31,8 @@ def _dataloader_cfg(cfg, split: str) -> dict:
         raise ValueError(f'split must be "train" or "test", got {split!r}.')
     # no random augmentation, every training sample once
     loader = train_pass_loader_cfg(
-        cfg.train_dataloader, innermost_dataset(test['dataset'])['pipeline'])
+        cfg.train_dataloader,
+        innermost_dataset(test['dataset'])['pipeline'])
     loader['batch_size'] = test['batch_size']
     return loader
 
@@ -53,8 +54,11 @@ def build_model(cfg, checkpoint: Optional[str], which: str = 'student'):
 
 
 @torch.no_grad()
-def analyse(config: str, checkpoint: Optional[str], split: str = 'test',
-            which: str = 'student', cfg_options: Optional[dict] = None,
+def analyse(config: str,
+            checkpoint: Optional[str],
+            split: str = 'test',
+            which: str = 'student',
+            cfg_options: Optional[dict] = None,
             keep_feats: bool = False) -> dict:
     cfg = Config.fromfile(config)
     if cfg_options:

@@ -5,13 +5,11 @@ import zlib
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress',
-                         'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag',
-                         'Ankle boot')
+FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
+                         'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
 
 FASHION_MNIST_FILES = {
     'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
@@ -151,9 +149,9 @@ class FashionMNISTIDX(BaseDataset):
         if split not in self.SPLITS:
             raise ValueError(f'Unknown Fashion-MNIST split {split!r}; '
                              f'allowed values are {self.SPLITS}.')
-        if num_per_class is not None and (
-                isinstance(num_per_class, bool)
-                or not isinstance(num_per_class, int) or num_per_class < 1):
+        if num_per_class is not None and (isinstance(
+                num_per_class, bool) or not isinstance(num_per_class, int)
+                                          or num_per_class < 1):
             raise ValueError('num_per_class must be None or a positive int, '
                              f'got {num_per_class!r}.')
         if not data_root:
@@ -174,9 +172,7 @@ class FashionMNISTIDX(BaseDataset):
             for c in range(len(FASHION_MNIST_CLASSES)):
                 keep[np.flatnonzero(labels == c)[:self.num_per_class]] = True
             indices = np.flatnonzero(keep)
-        return [
-            dict(img=images[i], gt_label=int(labels[i])) for i in indices
-        ]
+        return [dict(img=images[i], gt_label=int(labels[i])) for i in indices]
 
     def extra_repr(self) -> List[str]:
         """Extra repr information of the dataset."""

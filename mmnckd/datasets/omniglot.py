@@ -7,10 +7,9 @@ import zipfile
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
-from PIL import Image
-
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
+from PIL import Image
 
 #: Number of characters of each alphabet in the union of
 #: ``images_background_small1.zip`` and ``images_background_small2.zip``

@@ -12,7 +12,6 @@ __all__ = [
     'register_safe_checkpoint_loaders', 'safe_torch_load',
     'download_checkpoint', 'load_url_weights_only', 'UnsafeCheckpointError',
     'CorruptCheckpointError', 'CheckpointDownloadError',
-    'init_cpu_distributed',
-    'set_dataloader_defaults', 'default_work_dir', 'shutdown_distributed',
-    'innermost_dataset', 'train_pass_loader_cfg'
+    'init_cpu_distributed', 'set_dataloader_defaults', 'default_work_dir',
+    'shutdown_distributed', 'innermost_dataset', 'train_pass_loader_cfg'
 ]

@@ -21,7 +21,7 @@ def train_pass_loader_cfg(train_loader_cfg, pipeline) -> dict:
     ``pipeline``."""
     loader = copy.deepcopy(train_loader_cfg)
     innermost_dataset(loader['dataset'])['pipeline'] = copy.deepcopy(pipeline)
-    loader['sampler'] = dict(type='DefaultSampler', shuffle=False,
-                             round_up=False)
+    loader['sampler'] = dict(
+        type='DefaultSampler', shuffle=False, round_up=False)
     loader.pop('batch_sampler', None)
     return loader

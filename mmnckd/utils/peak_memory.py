@@ -65,7 +65,8 @@ class TensorMemoryTracker(TorchDispatchMode):
             return
         nbytes = storage.nbytes()
         self._live[key] = (nbytes,
-                           weakref.ref(storage, lambda _, k=key: self._free(k)))
+                           weakref.ref(
+                               storage, lambda _, k=key: self._free(k)))
         self.current += nbytes
         self.peak = max(self.peak, self.current)
 

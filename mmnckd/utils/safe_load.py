@@ -42,10 +42,15 @@ import torch
 def _numpy_globals():
     # The types numpy's pickling of arrays, scalars and dtypes refers to.
     from numpy._core.multiarray import _reconstruct, scalar
-    types = [np.ndarray, np.dtype, _reconstruct, scalar,
-             # checkpoints pickled under numpy 1.x name the old module path
-             (_reconstruct, 'numpy.core.multiarray._reconstruct'),
-             (scalar, 'numpy.core.multiarray.scalar')]
+    types = [
+        np.ndarray,
+        np.dtype,
+        _reconstruct,
+        scalar,
+        # checkpoints pickled under numpy 1.x name the old module path
+        (_reconstruct, 'numpy.core.multiarray._reconstruct'),
+        (scalar, 'numpy.core.multiarray.scalar')
+    ]
     for name in ('Float64DType', 'Float32DType', 'Float16DType', 'Int64DType',
                  'Int32DType', 'Int16DType', 'Int8DType', 'UInt8DType',
                  'BoolDType', 'StrDType', 'ObjectDType'):
@@ -68,8 +73,8 @@ def history_buffer_getattr(obj, name: str):
 def safe_globals():
     """The list of globals mmengine checkpoints need beyond torch's own."""
     from mmengine.logging.history_buffer import HistoryBuffer
-    return [HistoryBuffer, (history_buffer_getattr, 'builtins.getattr')
-            ] + _numpy_globals()
+    return [HistoryBuffer,
+            (history_buffer_getattr, 'builtins.getattr')] + _numpy_globals()
 
 
 def register_safe_globals() -> None:
@@ -150,8 +155,8 @@ def _is_corruption(err: BaseException) -> bool:
     if isinstance(err, (EOFError, struct.error, zipfile.BadZipFile,
                         UnicodeDecodeError, LookupError, ValueError)):
         return True
-    return isinstance(err, RuntimeError) and (
-        'PytorchStreamReader' in str(err) or 'zip archive' in str(err))
+    return isinstance(err, RuntimeError) and ('PytorchStreamReader' in str(err)
+                                              or 'zip archive' in str(err))
 
 
 def safe_torch_load(f,
@@ -183,9 +188,8 @@ def safe_torch_load(f,
         if not osp.isfile(f):
             raise FileNotFoundError(f'{os.fspath(f)} can not be found.')
     what = _describe(source, cached)
-    redo = (f'; delete {cached!r} to download it again'
-            if cached is not None and cached != source else
-            '; re-save or re-download it')
+    redo = (f'; delete {cached!r} to download it again' if cached is not None
+            and cached != source else '; re-save or re-download it')
     if is_path and osp.getsize(f) == 0:
         raise CorruptCheckpointError(
             f'Checkpoint {what} is empty (0 bytes): it is not a torch.save '
@@ -313,8 +317,8 @@ def load_url_weights_only(url: str,
     cached = download_checkpoint(url, model_dir=model_dir, progress=progress)
     payload = _legacy_zip_member(cached)
     if payload is not None:
-        return safe_torch_load(io.BytesIO(payload), map_location,
-                               source=url, cached=cached)
+        return safe_torch_load(
+            io.BytesIO(payload), map_location, source=url, cached=cached)
     return safe_torch_load(cached, map_location, source=url, cached=cached)
 
 
@@ -404,7 +408,8 @@ def load_from_openmmlab(filename, map_location=None):
     if model_url.startswith(('http://', 'https://')):
         return load_from_http(model_url, map_location=map_location)
     return safe_torch_load(
-        osp.join(_get_mmengine_home(), model_url), map_location,
+        osp.join(_get_mmengine_home(), model_url),
+        map_location,
         source=filename)
 
 
@@ -414,8 +419,8 @@ def load_from_mmcls(filename, map_location=None):
     from mmengine.runner.checkpoint import (_process_mmcls_checkpoint,
                                             get_mmcls_models)
     model_urls = get_mmcls_models()
-    checkpoint = load_from_http(model_urls[filename[8:]],
-                                map_location=map_location)
+    checkpoint = load_from_http(
+        model_urls[filename[8:]], map_location=map_location)
     return _process_mmcls_checkpoint(checkpoint)
 
 
@@ -434,8 +439,7 @@ def load_from_pavi(filename, map_location=None):
     with TemporaryDirectory() as tmp_dir:
         downloaded_file = osp.join(tmp_dir, model.name)
         model.download(downloaded_file)
-        return safe_torch_load(downloaded_file, map_location,
-                               source=filename)
+        return safe_torch_load(downloaded_file, map_location, source=filename)
 
 
 def load_from_ceph(filename, map_location=None, backend='petrel'):

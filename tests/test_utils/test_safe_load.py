@@ -59,15 +59,24 @@ EVIL = {
 
 def _save_evil(path, marker, kind):
     cls, _ = EVIL[kind]
-    torch.save({'state_dict': {'w': torch.ones(2)}, 'meta': cls(marker)},
-               str(path))
+    torch.save({
+        'state_dict': {
+            'w': torch.ones(2)
+        },
+        'meta': cls(marker)
+    }, str(path))
 
 
 def _good_checkpoint():
     torch.manual_seed(0)
     linear = nn.Linear(3, 2)
-    return {'state_dict': linear.state_dict(),
-            'meta': {'epoch': 3, 'mmengine_version': '0.10.7'}}
+    return {
+        'state_dict': linear.state_dict(),
+        'meta': {
+            'epoch': 3,
+            'mmengine_version': '0.10.7'
+        }
+    }
 
 
 def _assert_same_state(loaded, saved):
@@ -156,10 +165,10 @@ def test_every_checkpoint_scheme_is_ours():
 
 
 @pytest.mark.parametrize('kind', sorted(EVIL))
-@pytest.mark.parametrize('force_env', [False, True],
-                         ids=['default', 'force_no_weights_only'])
-def test_malicious_url_refused(server, torch_home, tmp_path, monkeypatch,
-                               kind, force_env):
+@pytest.mark.parametrize(
+    'force_env', [False, True], ids=['default', 'force_no_weights_only'])
+def test_malicious_url_refused(server, torch_home, tmp_path, monkeypatch, kind,
+                               force_env):
     from mmengine.runner import CheckpointLoader, load_checkpoint
     if force_env:
         monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
@@ -197,8 +206,7 @@ def test_malicious_local_file_refused_with_force_env(tmp_path, monkeypatch,
     _save_evil(path, marker, kind)
     for load in (lambda: CheckpointLoader.load_checkpoint(str(path)),
                  lambda: load_checkpoint(nn.Linear(3, 2), str(path))):
-        with pytest.raises(UnsafeCheckpointError,
-                           match=EVIL[kind][1]) as err:
+        with pytest.raises(UnsafeCheckpointError, match=EVIL[kind][1]) as err:
             load()
         assert str(path) in str(err.value)
         assert 'weights_only=True' in str(err.value)
@@ -214,8 +222,10 @@ def test_controls_show_what_is_prevented(server, torch_home, tmp_path,
     assert mmengine_http is not safe_load.load_from_http
     marker = tmp_path / 'ran_over_http'
     _save_evil(server.dir / 'control.pth', marker, 'open')
-    mmengine_http(f'{server.url}/control.pth', map_location='cpu',
-                  model_dir=str(tmp_path / 'mmengine_cache'))
+    mmengine_http(
+        f'{server.url}/control.pth',
+        map_location='cpu',
+        model_dir=str(tmp_path / 'mmengine_cache'))
     assert marker.exists()
 
     marker = tmp_path / 'ran_locally'
@@ -229,15 +239,22 @@ def test_controls_show_what_is_prevented(server, torch_home, tmp_path,
 def test_get_model_pretrained_url(server, torch_home, tmp_path):
     from mmengine.config import Config
     from mmpretrain import get_model
-    cfg = Config(dict(model=dict(
-        type='ImageClassifier',
-        backbone=dict(type='LeNet5', num_classes=4))))
-    saved = {f'backbone.{k}': v for k, v in
-             get_model(cfg).backbone.state_dict().items()}
+    cfg = Config(
+        dict(
+            model=dict(
+                type='ImageClassifier',
+                backbone=dict(type='LeNet5', num_classes=4))))
+    saved = {
+        f'backbone.{k}': v
+        for k, v in get_model(cfg).backbone.state_dict().items()
+    }
     torch.save({'state_dict': saved, 'meta': {}}, server.dir / 'lenet.pth')
     model = get_model(cfg, pretrained=f'{server.url}/lenet.pth')
-    _assert_same_state({f'backbone.{k}': v for k, v in
-                        model.backbone.state_dict().items()}, saved)
+    _assert_same_state(
+        {
+            f'backbone.{k}': v
+            for k, v in model.backbone.state_dict().items()
+        }, saved)
 
     marker = tmp_path / 'marker'
     _save_evil(server.dir / 'lenet_evil.pth', marker, 'os_system')
@@ -274,15 +291,20 @@ def test_good_checkpoint_over_http_then_from_cache(server, torch_home):
 
 def test_good_checkpoint_with_mmengine_runtime_types(server, torch_home):
     """A training checkpoint's message hub (HistoryBuffer, numpy) loads."""
+    import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
     from mmengine.runner import CheckpointLoader
-    import numpy as np
     hub = HistoryBuffer()
     hub.update(1.5)
-    torch.save({'state_dict': _good_checkpoint()['state_dict'],
-                'message_hub': {'loss': hub, 'stat': HistoryBuffer.mean,
-                                'lr': np.float64(0.1)}},
-               server.dir / 'train.pth')
+    torch.save(
+        {
+            'state_dict': _good_checkpoint()['state_dict'],
+            'message_hub': {
+                'loss': hub,
+                'stat': HistoryBuffer.mean,
+                'lr': np.float64(0.1)
+            }
+        }, server.dir / 'train.pth')
     loaded = CheckpointLoader.load_checkpoint(f'{server.url}/train.pth')
     assert loaded['message_hub']['loss'].current() == 1.5
     assert loaded['message_hub']['lr'] == 0.1
@@ -364,8 +386,8 @@ def test_local_missing_empty_truncated(tmp_path):
 
     empty = tmp_path / 'empty.pth'
     empty.write_bytes(b'')
-    with pytest.raises(CorruptCheckpointError, match=r'is empty \(0 bytes\)'
-                       ) as err:
+    with pytest.raises(
+            CorruptCheckpointError, match=r'is empty \(0 bytes\)') as err:
         CheckpointLoader.load_checkpoint(str(empty))
     assert str(empty) in str(err.value)
 
@@ -373,17 +395,20 @@ def test_local_missing_empty_truncated(tmp_path):
     torch.save(_good_checkpoint(), buf)
     data = buf.getvalue()
     legacy = io.BytesIO()
-    torch.save(_good_checkpoint(), legacy,
-               _use_new_zipfile_serialization=False)
-    cases = {'zip_10b': data[:10], 'zip_half': data[:len(data) // 2],
-             'zip_minus_1': data[:-1],
-             'legacy_half': legacy.getvalue()[:len(legacy.getvalue()) // 2],
-             'garbage': b'this is not a checkpoint'}
+    torch.save(
+        _good_checkpoint(), legacy, _use_new_zipfile_serialization=False)
+    cases = {
+        'zip_10b': data[:10],
+        'zip_half': data[:len(data) // 2],
+        'zip_minus_1': data[:-1],
+        'legacy_half': legacy.getvalue()[:len(legacy.getvalue()) // 2],
+        'garbage': b'this is not a checkpoint'
+    }
     for name, payload in cases.items():
         path = tmp_path / f'{name}.pth'
         path.write_bytes(payload)
-        with pytest.raises(CorruptCheckpointError,
-                           match='truncated or corrupted') as err:
+        with pytest.raises(
+                CorruptCheckpointError, match='truncated or corrupted') as err:
             load_checkpoint(nn.Linear(3, 2), str(path))
         assert str(path) in str(err.value), name
         assert f'({len(payload)} bytes)' in str(err.value), name
@@ -393,6 +418,7 @@ def test_distiller_teacher_url_refused(server, torch_home, tmp_path):
     """The distiller's ``teacher_ckpt`` goes through ``CheckpointLoader``:
     a URL is refused before any teacher weights are touched."""
     from types import SimpleNamespace
+
     from mmpretrain.registry import MODELS
     marker = tmp_path / 'marker'
     _save_evil(server.dir / 'teacher.pth', marker, 'os_system')
@@ -426,6 +452,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_distributed_rank0_downloads_first(server, tmp_path):
     """Two gloo ranks load one URL: one download (rank 0), both get it."""
     ckpt = _good_checkpoint()
@@ -437,13 +464,25 @@ def test_distributed_rank0_downloads_first(server, tmp_path):
     port = str(_free_port())
     procs = []
     for rank in (0, 1):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE='2',
-                   LOCAL_RANK=str(rank), MASTER_ADDR='127.0.0.1',
-                   MASTER_PORT=port, TORCH_HOME=str(tmp_path / 'th'))
-        procs.append(subprocess.Popen(
-            [sys.executable, str(script), f'{server.url}/dist.pth',
-             str(out)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True))
+        env = dict(
+            os.environ,
+            RANK=str(rank),
+            WORLD_SIZE='2',
+            LOCAL_RANK=str(rank),
+            MASTER_ADDR='127.0.0.1',
+            MASTER_PORT=port,
+            TORCH_HOME=str(tmp_path / 'th'))
+        procs.append(
+            subprocess.Popen([
+                sys.executable,
+                str(script), f'{server.url}/dist.pth',
+                str(out)
+            ],
+                             cwd=REPO,
+                             env=env,
+                             stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT,
+                             text=True))
     for proc in procs:
         log = proc.communicate(timeout=300)[0]
         assert proc.returncode == 0, log[-3000:]

@@ -27,25 +27,41 @@ def main():
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('--split', default='test', choices=['train', 'test'])
-    parser.add_argument('--which', default='student',
-                        choices=['student', 'teacher'],
-                        help='for a distiller: which model to analyse')
+    parser.add_argument(
+        '--which',
+        default='student',
+        choices=['student', 'teacher'],
+        help='for a distiller: which model to analyse')
     parser.add_argument('--out', help='write the metrics as JSON here')
-    parser.add_argument('--tsne', metavar='PNG',
-                        help='save a t-SNE plot of the pre-logit features')
-    parser.add_argument('--tsne-classes', type=int, default=20,
-                        help='t-SNE of the first N class indices only')
-    parser.add_argument('--tsne-points', type=int, default=2000,
-                        help='t-SNE of at most this many samples')
+    parser.add_argument(
+        '--tsne',
+        metavar='PNG',
+        help='save a t-SNE plot of the pre-logit features')
+    parser.add_argument(
+        '--tsne-classes',
+        type=int,
+        default=20,
+        help='t-SNE of the first N class indices only')
+    parser.add_argument(
+        '--tsne-points',
+        type=int,
+        default=2000,
+        help='t-SNE of at most this many samples')
     parser.add_argument('--tsne-seed', type=int, default=0)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
-    result = analyse(args.config, args.checkpoint, args.split, args.which,
-                     args.cfg_options, keep_feats=bool(args.tsne))
+    result = analyse(
+        args.config,
+        args.checkpoint,
+        args.split,
+        args.which,
+        args.cfg_options,
+        keep_feats=bool(args.tsne))
     feats = result.pop('feats', None)
     labels = result.pop('labels', None)
-    keys = [k for k in ('top1', 'nc1', 'nc2', 'nc2_equinorm', 'nc3')
-            if k in result]
+    keys = [
+        k for k in ('top1', 'nc1', 'nc2', 'nc2_equinorm', 'nc3') if k in result
+    ]
     print(' | '.join(f'{k:>12}' for k in keys))
     print(' | '.join(f'{result[k]:12.4f}' for k in keys))
     if args.out:
@@ -53,10 +69,15 @@ def main():
             json.dump(result, f, indent=2)
     if args.tsne:
         from mmnckd.visualization import plot_tsne
-        plot_tsne(feats, labels, args.tsne, metrics=result,
-                  max_classes=args.tsne_classes, max_points=args.tsne_points,
-                  random_state=args.tsne_seed,
-                  title=f'{args.which} features ({args.split})')
+        plot_tsne(
+            feats,
+            labels,
+            args.tsne,
+            metrics=result,
+            max_classes=args.tsne_classes,
+            max_points=args.tsne_points,
+            random_state=args.tsne_seed,
+            title=f'{args.which} features ({args.split})')
         print(f't-SNE saved to {args.tsne}')
 
 

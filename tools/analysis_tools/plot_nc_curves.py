@@ -33,8 +33,8 @@ def main(argv=None):
     parser.add_argument('work_dirs', nargs='+')
     parser.add_argument('--out', required=True, help='PNG to write')
     parser.add_argument('--keys', nargs='+', default=DEFAULT_KEYS)
-    parser.add_argument('--labels', nargs='+',
-                        help='one legend label per work dir')
+    parser.add_argument(
+        '--labels', nargs='+', help='one legend label per work dir')
     args = parser.parse_args(argv)
     if args.labels and len(args.labels) != len(args.work_dirs):
         parser.error(f'{len(args.labels)} --labels for '

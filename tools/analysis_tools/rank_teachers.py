@@ -2,7 +2,8 @@
 
     python tools/analysis_tools/rank_teachers.py \
         --teachers CFG1 CKPT1 --teachers CFG2 CKPT2 [...] \
-        [--split train|test] [--by nc2|nc1|nc3|top1] [--which student|teacher] \
+        [--split train|test] [--by nc2|nc1|nc3|top1] \
+        [--which student|teacher] \
         [--out ranking.json]
 
 Runs ``mmnckd.apis.analyse`` on each teacher (default: the train split, where
@@ -51,35 +52,46 @@ def _val(entry, key, descending):
 def rank(entries, by='nc2'):
     """Entries (dicts with the metric keys) sorted best first."""
     desc, tie, tie_desc = ORDER[by]
-    return sorted(entries, key=lambda e: (_val(e, by, desc),
-                                          _val(e, tie, tie_desc)))
+    return sorted(
+        entries, key=lambda e: (_val(e, by, desc), _val(e, tie, tie_desc)))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--teachers', nargs=2, action='append', required=True,
-                        metavar=('CONFIG', 'CHECKPOINT'))
+    parser.add_argument(
+        '--teachers',
+        nargs=2,
+        action='append',
+        required=True,
+        metavar=('CONFIG', 'CHECKPOINT'))
     parser.add_argument('--split', default='train', choices=['train', 'test'])
     parser.add_argument('--by', default='nc2', choices=list(ORDER))
-    parser.add_argument('--which', default='student',
-                        choices=['student', 'teacher'],
-                        help='for a distiller config: which model to analyse')
+    parser.add_argument(
+        '--which',
+        default='student',
+        choices=['student', 'teacher'],
+        help='for a distiller config: which model to analyse')
     parser.add_argument('--out', help='write the ranking as JSON here')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
 
     entries = []
     for cfg, ckpt in args.teachers:
-        res = analyse(cfg, ckpt, args.split, args.which, args.cfg_options,
-                      keep_feats=True)
+        res = analyse(
+            cfg,
+            ckpt,
+            args.split,
+            args.which,
+            args.cfg_options,
+            keep_feats=True)
         feats = res.pop('feats')
         res.pop('labels', None)
         entry = dict(config=cfg, checkpoint=ckpt, dim=int(feats.size(1)))
         entry.update({k: float(res[k]) for k in COLUMNS if k in res})
         entry['num_samples'] = res.get('num_samples')
         entries.append(entry)
-        print(f'analysed {ckpt}: ' + ', '.join(
-            f'{k}={entry[k]:.4f}' for k in COLUMNS if k in entry))
+        print(f'analysed {ckpt}: ' + ', '.join(f'{k}={entry[k]:.4f}'
+                                               for k in COLUMNS if k in entry))
 
     dims = sorted({e['dim'] for e in entries})
     if len(dims) > 1 and args.by == 'nc1':
@@ -90,9 +102,10 @@ def main(argv=None):
     ranked = rank(entries, args.by)
     desc, tie, tie_desc = ORDER[args.by]
     others = [k for k in COLUMNS if k not in (args.by, tie)]
-    head = (['rank', f'{args.by} {"(desc)" if desc else "(asc)"}',
-             f'{tie} {"(desc)" if tie_desc else "(asc)"}'] + others +
-            ['dim', 'teacher'])
+    head = ([
+        'rank', f'{args.by} {"(desc)" if desc else "(asc)"}',
+        f'{tie} {"(desc)" if tie_desc else "(asc)"}'
+    ] + others + ['dim', 'teacher'])
     print(f'\nTeachers ranked by {args.by} on the {args.split} split '
           f'(best first):')
     rows = []
@@ -100,10 +113,9 @@ def main(argv=None):
         e['rank'] = i
         name = f'{osp.basename(e["config"])} {e["checkpoint"]}'
         rows.append([str(i)] + [
-            f'{e[k]:.4f}' if k in e else '-'
-            for k in [args.by, tie] + others] + [str(e['dim']), name])
-    widths = [max(len(r[j]) for r in rows + [head])
-              for j in range(len(head))]
+            f'{e[k]:.4f}' if k in e else '-' for k in [args.by, tie] + others
+        ] + [str(e['dim']), name])
+    widths = [max(len(r[j]) for r in rows + [head]) for j in range(len(head))]
     fmt = ' | '.join('{:<%d}' % w if j == len(head) - 1 else '{:>%d}' % w
                      for j, w in enumerate(widths))
     print(fmt.format(*head).rstrip())
@@ -112,8 +124,10 @@ def main(argv=None):
         print(fmt.format(*r).rstrip())
     if args.out:
         with open(args.out, 'w') as f:
-            json.dump(dict(by=args.by, split=args.split, ranking=ranked), f,
-                      indent=2)
+            json.dump(
+                dict(by=args.by, split=args.split, ranking=ranked),
+                f,
+                indent=2)
         print(f'ranking saved to {args.out}')
 
 

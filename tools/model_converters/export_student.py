@@ -20,8 +20,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 import mmnckd  # noqa: F401
 from mmnckd.models.distillers import is_distiller_type
-from mmnckd.models.distillers.single_teacher_distiller import \
-    resolve_model_cfg
+from mmnckd.models.distillers.single_teacher_distiller import resolve_model_cfg
 
 DISTILL_ONLY_HOOKS = ('TeacherPrototypeHook', )
 
@@ -33,8 +32,10 @@ def export_student(config: str, checkpoint: str, out_dir: str):
                          f'={cfg.model.get("type")!r}): nothing to export.')
     student = resolve_model_cfg(cfg.model.student, 'student')
     cfg.model = student
-    hooks = [h for h in cfg.get('custom_hooks', [])
-             if h.get('type') not in DISTILL_ONLY_HOOKS]
+    hooks = [
+        h for h in cfg.get('custom_hooks', [])
+        if h.get('type') not in DISTILL_ONLY_HOOKS
+    ]
     evaluators = [cfg.get('val_evaluator'), cfg.get('test_evaluator')]
     uses_nc_metric = any(
         e.get('type') == 'NCMetric' for ev in evaluators if ev
@@ -49,8 +50,10 @@ def export_student(config: str, checkpoint: str, out_dir: str):
 
     ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
     state = ckpt.get('state_dict', ckpt)
-    student_state = {k[len('student.'):]: v for k, v in state.items()
-                     if k.startswith('student.')}
+    student_state = {
+        k[len('student.'):]: v
+        for k, v in state.items() if k.startswith('student.')
+    }
     if not student_state:
         raise ValueError(f'{checkpoint} holds no "student." weights: is it a '
                          f'distiller checkpoint?')
@@ -65,8 +68,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     parser.add_argument('config', help='the distiller config')
     parser.add_argument('checkpoint', help='a distiller checkpoint')
-    parser.add_argument('out_dir', help='where the student config and '
-                        'checkpoint go')
+    parser.add_argument(
+        'out_dir', help='where the student config and '
+        'checkpoint go')
     args = parser.parse_args()
     cfg_path, ckpt_path = export_student(args.config, args.checkpoint,
                                          args.out_dir)

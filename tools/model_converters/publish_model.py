@@ -2,7 +2,7 @@
 (optionally) write its metafile entry.
 
     python tools/model_converters/publish_model.py IN_CKPT OUT_DIR \\
-        --name NAME \\
+        [--name NAME] \\
         [--metafile configs/nckd/metafile.yml --config CONFIG \\
          --dataset CIFAR-100 --top1 76.1 --top5 93.2 \\
          --weights-url https://host/path/ --flops N | --input-shape 3 32 32]
@@ -37,15 +37,17 @@
    zoo resolves from a clone in any folder; a file outside ``--root``
    without ``--weights-url`` is refused, and so is an absolute path.
 
-Model names follow mmpretrain's ``{algorithm}_{module}_{pretrain}_{training}
-_{data}`` pattern; for distilled models (see ``DISTILLED_NAME``)::
+A model's name is its config's basename (mmpretrain's convention), which for
+a distiller reads::
 
-    {algo}_{student}_{teacher}-teacher_{N}xb{M}[-{extra}]_{data}
-    e.g. nckd_resnet8x4_resnet32x4-teacher_1xb64_cifar100
+    {algo}_{teacher}_{student}_{N}xb{M}[-{variant}]_{data}
+    e.g. nckd_resnet32x4_resnet8x4_1xb64_cifar100
 
-all lower case: ``algo`` the method (``kd``, ``dkd``, ``nckd``, ...),
-``N x M`` the GPUs and the batch per GPU, ``data`` the dataset tag
-(``cifar100``, ``in1k``, ``omniglot``, ``fashion-mnist``, ...).
+all lower case, words inside a field joined with ``-``: ``algo`` the method
+(``kd``, ``dkd``, ``nckd``, ...), ``N x M`` the GPUs and the batch per GPU,
+``data`` the dataset tag (``cifar100``, ``in1k``, ``omniglot``,
+``fashion-mnist``, ...). ``--name`` defaults to it; with ``--metafile`` any
+other name is refused.
 """
 import argparse
 import copy
@@ -54,7 +56,6 @@ import hashlib
 import os
 import os.path as osp
 import re
-import sys
 import warnings
 from typing import Optional, Sequence
 
@@ -65,16 +66,10 @@ import mmnckd  # noqa: F401  (registers mmnckd; safe checkpoint globals)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 NAME = r'[a-z0-9]+(?:[-.][a-z0-9]+)*'
-# {algo}_{student}_{teacher}-teacher_{N}xb{M}[-extra]_{data}
-DISTILLED_NAME = re.compile(
-    rf'^(?P<algo>{NAME})_(?P<student>{NAME})_(?P<teacher>{NAME})-teacher_'
-    rf'(?P<gpus>\d+)xb(?P<batch>\d+)(?:-{NAME})?_(?P<data>{NAME})$')
-# any zoo name: lower case, at least three '_'-separated fields
 ZOO_NAME = re.compile(rf'^{NAME}(?:_{NAME}){{2,}}$')
 TASK = 'Image Classification'
 #: The ``meta`` entries a published checkpoint keeps.
-PUBLISHED_META = ('dataset_meta', 'epoch', 'iter', 'seed',
-                  'mmengine_version')
+PUBLISHED_META = ('dataset_meta', 'epoch', 'iter', 'seed', 'mmengine_version')
 
 
 # --------------------------------------------------------------- checkpoint
@@ -91,8 +86,10 @@ def state_dict_of(ckpt: dict) -> dict:
     state = ckpt.get('state_dict', ckpt)
     if not state or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError('The checkpoint holds no state_dict of tensors.')
-    return {k[7:] if k.startswith('module.') else k: v
-            for k, v in state.items()}
+    return {
+        k[7:] if k.startswith('module.') else k: v
+        for k, v in state.items()
+    }
 
 
 def plain(obj):
@@ -120,7 +117,10 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def save_published(state: dict, meta: dict, out_dir: str, name: str,
+def save_published(state: dict,
+                   meta: dict,
+                   out_dir: str,
+                   name: str,
                    date: Optional[str] = None) -> str:
     """Save ``{state_dict, meta}``, hash the file, rename it to
     ``{name}_{date}-{sha256[:8]}.pth``; returns the final path."""
@@ -152,8 +152,8 @@ def build_model(config: str):
 def published_state(state: dict, model=None) -> dict:
     """The one published form: a distiller checkpoint keeps its
     ``student.`` entries only, a plain classifier everything."""
-    if model is not None and is_distiller(model) or (
-            model is None and any(k.startswith('student.') for k in state)):
+    if model is not None and is_distiller(model) or (model is None and any(
+            k.startswith('student.') for k in state)):
         return {k: v for k, v in state.items() if k.startswith('student.')}
     return state
 
@@ -205,8 +205,8 @@ def fit_state_to_model(state: dict, model) -> dict:
     """Check ``state`` fits ``model``; a plain student checkpoint for a
     distiller is moved under ``student.``. Raises ValueError otherwise."""
     own = model.state_dict()  # a distiller leaves its teacher out
-    if is_distiller(model) and not any(k.startswith('student.')
-                                       for k in state):
+    if is_distiller(model) and not any(
+            k.startswith('student.') for k in state):
         state = {f'student.{k}': v for k, v in state.items()}
         print('The checkpoint is a plain classifier and the config a '
               'distiller: storing it as the distiller\'s student '
@@ -220,8 +220,8 @@ def fit_state_to_model(state: dict, model) -> dict:
     missing = sorted(k for k in own if k not in state and required(k))
     unexpected = sorted(k for k in state if k not in own)
     mismatched = sorted(
-        f'{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}'
-        for k in state if k in own and state[k].shape != own[k].shape)
+        f'{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in state
+        if k in own and state[k].shape != own[k].shape)
     if missing or unexpected or mismatched:
 
         def show(keys):
@@ -248,8 +248,9 @@ def count_parameters(state: dict, model=None) -> int:
     if any(k.startswith('student.') for k in state):
         state = {k: v for k, v in state.items() if k.startswith('student.')}
     stats = ('running_mean', 'running_var', 'num_batches_tracked')
-    return int(sum(v.numel() for k, v in state.items()
-                   if v.is_floating_point() and not k.endswith(stats)))
+    return int(
+        sum(v.numel() for k, v in state.items()
+            if v.is_floating_point() and not k.endswith(stats)))
 
 
 def count_flops(model, input_shape: Sequence[int]) -> int:
@@ -301,8 +302,13 @@ def read_metafile(path: str):
 
 
 def write_metafile(path: str, data: dict, header=()) -> None:
-    text = yaml.dump(data, Dumper=_IndentDumper, sort_keys=False,
-                     default_flow_style=False, allow_unicode=True, width=1000)
+    text = yaml.dump(
+        data,
+        Dumper=_IndentDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1000)
     header = '\n'.join(header).rstrip()
     with open(path, 'w', encoding='utf-8') as f:
         f.write((header + '\n' if header else '') + text)
@@ -329,9 +335,8 @@ def update_metafile(path: str, entry: dict) -> dict:
     collections = [c['Name'] for c in data.get('Collections') or []]
     if 'In Collection' not in entry:
         if len(collections) != 1:
-            raise ValueError(
-                f'{path} has {len(collections)} collections '
-                f'({collections}): pass --collection.')
+            raise ValueError(f'{path} has {len(collections)} collections '
+                             f'({collections}): pass --collection.')
         entry['In Collection'] = collections[0]
     elif collections and entry['In Collection'] not in collections:
         raise ValueError(f'--collection {entry["In Collection"]!r} is not '
@@ -353,10 +358,13 @@ def update_metafile(path: str, entry: dict) -> dict:
 
 
 def order_entry(entry: dict) -> dict:
-    keys = ['Name', 'Metadata', 'In Collection', 'Results', 'Weights',
-            'Config']
-    return {k: entry[k] for k in keys + sorted(set(entry) - set(keys))
-            if k in entry}
+    keys = [
+        'Name', 'Metadata', 'In Collection', 'Results', 'Weights', 'Config'
+    ]
+    return {
+        k: entry[k]
+        for k in keys + sorted(set(entry) - set(keys)) if k in entry
+    }
 
 
 # --------------------------------------------------------------------- main
@@ -366,36 +374,56 @@ def parse_args(argv=None):
         'and write its metafile entry.')
     parser.add_argument('in_file', help='input checkpoint')
     parser.add_argument('out_dir', help='where the published file goes')
-    parser.add_argument('--name', required=True,
-                        help='model name (lower case, see the module doc)')
-    parser.add_argument('--metafile', help='metafile to add/update the '
-                        'entry in, e.g. configs/nckd/metafile.yml')
-    parser.add_argument('--config', help='the config the weights belong to '
-                        '(written as the entry\'s Config; checked against '
-                        'the weights)')
-    parser.add_argument('--dataset', help='evaluation dataset, e.g. '
-                        'CIFAR-100, ImageNet-1k, Omniglot')
-    parser.add_argument('--training-data', help='Metadata.Training Data '
-                        '(defaults to --dataset)')
+    parser.add_argument(
+        '--name', help='model name (lower case, see the module doc)')
+    parser.add_argument(
+        '--metafile',
+        help='metafile to add/update the '
+        'entry in, e.g. configs/nckd/metafile.yml')
+    parser.add_argument(
+        '--config',
+        help='the config the weights belong to '
+        '(written as the entry\'s Config; checked against '
+        'the weights)')
+    parser.add_argument(
+        '--dataset',
+        help='evaluation dataset, e.g. '
+        'CIFAR-100, ImageNet-1k, Omniglot')
+    parser.add_argument(
+        '--training-data',
+        help='Metadata.Training Data '
+        '(defaults to --dataset)')
     parser.add_argument('--top1', type=float, help='top-1 accuracy (%%)')
     parser.add_argument('--top5', type=float, help='top-5 accuracy (%%)')
-    parser.add_argument('--collection', help='In Collection (defaults to '
-                        'the metafile\'s only collection)')
-    parser.add_argument('--weights-url', help='URL of the published file '
-                        '(a URL ending in "/" gets the file name appended); '
-                        'default: the local path')
-    parser.add_argument('--root', default=REPO,
-                        help='the directory Weights paths are relative to: '
-                        'the one holding model-index.yml (default: this '
-                        'repository)')
+    parser.add_argument(
+        '--collection',
+        help='In Collection (defaults to '
+        'the metafile\'s only collection)')
+    parser.add_argument(
+        '--weights-url',
+        help='URL of the published file '
+        '(a URL ending in "/" gets the file name appended); '
+        'default: the local path')
+    parser.add_argument(
+        '--root',
+        default=REPO,
+        help='the directory Weights paths are relative to: '
+        'the one holding model-index.yml (default: this '
+        'repository)')
     parser.add_argument('--flops', type=int, help='FLOPs to record')
-    parser.add_argument('--input-shape', type=int, nargs=3,
-                        metavar=('C', 'H', 'W'),
-                        help='compute FLOPs for this input (needs --config)')
-    parser.add_argument('--date', help='YYYYMMDD for the file name '
-                        '(default: today)')
-    parser.add_argument('--no-check', action='store_true',
-                        help='do not check the weights against --config')
+    parser.add_argument(
+        '--input-shape',
+        type=int,
+        nargs=3,
+        metavar=('C', 'H', 'W'),
+        help='compute FLOPs for this input (needs --config)')
+    parser.add_argument(
+        '--date', help='YYYYMMDD for the file name '
+        '(default: today)')
+    parser.add_argument(
+        '--no-check',
+        action='store_true',
+        help='do not check the weights against --config')
     args = parser.parse_args(argv)
     if (args.top1 is not None or args.top5 is not None) and not args.dataset:
         parser.error('--top1/--top5 need --dataset')
@@ -408,14 +436,20 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.name is None:
+        if not args.config:
+            raise SystemExit('--name is needed without --config.')
+        args.name = osp.splitext(osp.basename(args.config))[0]
     if not ZOO_NAME.match(args.name):
         raise SystemExit(
             f'--name {args.name!r}: use lower-case fields separated by "_" '
-            f'(e.g. nckd_resnet8x4_resnet32x4-teacher_1xb64_cifar100).')
-    if args.metafile and not DISTILLED_NAME.match(args.name):
-        print(f'Note: {args.name!r} does not follow the distilled-model '
-              f'pattern {{algo}}_{{student}}_{{teacher}}-teacher_{{N}}xb{{M}}'
-              f'_{{data}}.', file=sys.stderr)
+            f'(e.g. nckd_resnet32x4_resnet8x4_1xb64_cifar100).')
+    if args.metafile and args.name != osp.splitext(osp.basename(
+            args.config))[0]:
+        raise SystemExit(
+            f'--name {args.name!r} differs from the basename of --config '
+            f'{args.config!r}: a metafile entry is named after its config '
+            f'(mmpretrain\'s convention); leave --name out.')
     if args.metafile and not args.weights_url:
         # fail before anything is written
         weights_entry(osp.join(args.out_dir, args.name + '.pth'), args.root)
@@ -456,8 +490,11 @@ def main(argv=None):
                 metrics['Top 1 Accuracy'] = round(args.top1, 2)
             if args.top5 is not None:
                 metrics['Top 5 Accuracy'] = round(args.top5, 2)
-            entry['Results'] = [{'Dataset': args.dataset,
-                                 'Metrics': metrics, 'Task': TASK}]
+            entry['Results'] = [{
+                'Dataset': args.dataset,
+                'Metrics': metrics,
+                'Task': TASK
+            }]
         entry['Weights'] = weights_entry(out, args.root, args.weights_url)
         entry['Config'] = repo_relative(args.config)
         written = update_metafile(args.metafile, order_entry(entry))

@@ -4,9 +4,17 @@
 model = dict(
     type='ImageClassifier',
     backbone=dict(
-        type='ResNet_CIFAR', depth=18, in_channels=1, stem_channels=32,
-        base_channels=32, strides=(2, 2, 2, 2), out_indices=(3, )),
+        type='ResNet_CIFAR',
+        depth=18,
+        in_channels=1,
+        stem_channels=32,
+        base_channels=32,
+        strides=(2, 2, 2, 2),
+        out_indices=(3, )),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
-        type='LinearClsHead', num_classes=242, in_channels=256,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0), topk=(1, 5)))
+        type='LinearClsHead',
+        num_classes=242,
+        in_channels=256,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5)))

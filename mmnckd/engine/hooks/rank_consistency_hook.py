@@ -29,7 +29,9 @@ class RankConsistencyHook(Hook):
 
     priority = 'LOW'
 
-    def __init__(self, interval: int = 1, rtol: float = 1e-6,
+    def __init__(self,
+                 interval: int = 1,
+                 rtol: float = 1e-6,
                  skip_bn_stats: bool = True):
         self.interval = interval
         self.rtol = rtol
@@ -40,8 +42,8 @@ class RankConsistencyHook(Hook):
         for name, value in model.state_dict().items():
             if not torch.is_tensor(value) or not value.is_floating_point():
                 continue
-            if self.skip_bn_stats and name.endswith(
-                    ('running_mean', 'running_var')):
+            stats = ('running_mean', 'running_var')
+            if self.skip_bn_stats and name.endswith(stats):
                 continue
             v = value.detach().double()
             names.append(name)

@@ -34,7 +34,8 @@ class TeacherPrototypeHook(Hook):
         load_from (str, optional): A prototype file written by this hook
             (``save_to``); skips the teacher pass.
         save_to (str, optional): Where to save the prototypes, relative to
-            the work dir. Defaults to ``teacher_prototypes.pth``; None: no file.
+            the work dir. Defaults to ``teacher_prototypes.pth``; None: no
+            file.
         progress (bool): Show a progress bar on rank 0.
     """
 
@@ -74,9 +75,11 @@ class TeacherPrototypeHook(Hook):
             if self.save_to is not None and is_main_process():
                 path = osp.join(runner.work_dir, self.save_to)
                 torch.save(
-                    dict(class_means=class_means.cpu(), counts=counts.cpu(),
-                         classes=list(self._classes(runner) or []),
-                         teacher_ckpt=str(model.teacher_ckpt)), path)
+                    dict(
+                        class_means=class_means.cpu(),
+                        counts=counts.cpu(),
+                        classes=list(self._classes(runner) or []),
+                        teacher_ckpt=str(model.teacher_ckpt)), path)
                 runner.logger.info(f'Teacher prototypes saved to {path}.')
         model.set_prototypes(class_means)
 
@@ -112,7 +115,8 @@ class TeacherPrototypeHook(Hook):
         if pipeline is None:
             for key in ('test_dataloader', 'val_dataloader'):
                 if cfg.get(key) is not None:
-                    pipeline = innermost_dataset(cfg[key]['dataset'])['pipeline']
+                    pipeline = innermost_dataset(
+                        cfg[key]['dataset'])['pipeline']
                     break
         if pipeline is None:
             raise ValueError(
@@ -130,8 +134,8 @@ class TeacherPrototypeHook(Hook):
     @torch.no_grad()
     def compute(self, runner, model):
         """One sharded teacher pass: per-class sums and counts, reduced."""
-        loader = runner.build_dataloader(self._dataloader_cfg(runner),
-                                         seed=runner.seed)
+        loader = runner.build_dataloader(
+            self._dataloader_cfg(runner), seed=runner.seed)
         K, d = model.num_classes, model.teacher_feat_dim
         device = model.prototypes.device
         sums = torch.zeros(K, d, dtype=torch.float64, device=device)

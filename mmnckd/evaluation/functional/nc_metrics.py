@@ -57,7 +57,8 @@ class NCAccumulator:
 
     def __init__(self, num_classes: Optional[int] = None, rtol: float = 1e-10):
         if num_classes is not None and num_classes < 1:
-            raise ValueError(f'num_classes must be positive, got {num_classes}.')
+            raise ValueError(
+                f'num_classes must be positive, got {num_classes}.')
         self.num_classes = num_classes
         self.rtol = rtol
         self.sums: Optional[torch.Tensor] = None  # K x d
@@ -83,8 +84,10 @@ class NCAccumulator:
         extra = num_rows - self.sums.size(0)
         if extra > 0:
             self.sums = torch.cat(
-                [self.sums, self.sums.new_zeros(extra, self.sums.size(1))])
-            self.counts = torch.cat([self.counts, self.counts.new_zeros(extra)])
+                [self.sums,
+                 self.sums.new_zeros(extra, self.sums.size(1))])
+            self.counts = torch.cat(
+                [self.counts, self.counts.new_zeros(extra)])
 
     def _check_labels(self, labels: torch.Tensor) -> None:
         if labels.numel() == 0:
@@ -141,7 +144,8 @@ class NCAccumulator:
                              f'{self.num_classes} and {other.num_classes}.')
         if self.num_classes is None:
             self.num_classes = other.num_classes
-        if self.num_classes is not None and other.sums.size(0) > self.num_classes:
+        if self.num_classes is not None and other.sums.size(
+                0) > self.num_classes:
             raise ValueError(f'Merged statistics have {other.sums.size(0)} '
                              f'classes > num_classes={self.num_classes}.')
         device = self.sums.device
@@ -154,14 +158,19 @@ class NCAccumulator:
 
     def state_dict(self) -> dict:
         """Plain-tensor state (tensors shared, not copied)."""
-        return dict(num_classes=self.num_classes, rtol=self.rtol,
-                    sums=self.sums, counts=self.counts, scatter=self.scatter)
+        return dict(
+            num_classes=self.num_classes,
+            rtol=self.rtol,
+            sums=self.sums,
+            counts=self.counts,
+            scatter=self.scatter)
 
     @classmethod
     def from_state(cls, state: dict) -> 'NCAccumulator':
         """Rebuild an accumulator from :meth:`state_dict` output (copies)."""
-        acc = cls(num_classes=state.get('num_classes'),
-                  rtol=state.get('rtol', 1e-10))
+        acc = cls(
+            num_classes=state.get('num_classes'),
+            rtol=state.get('rtol', 1e-10))
         if state.get('sums') is not None:
             acc.sums = state['sums'].clone().to(torch.float64)
             acc.counts = state['counts'].clone().to(torch.long)
@@ -170,7 +179,8 @@ class NCAccumulator:
 
     # ---------------------------------------------------------------- metrics
     @torch.no_grad()
-    def compute(self, weight: Optional[torch.Tensor] = None) -> Dict[str, float]:
+    def compute(self,
+                weight: Optional[torch.Tensor] = None) -> Dict[str, float]:
         """The NC metrics as python floats.
 
         Returns a dict with ``nc1``, ``nc2``, ``nc2_equinorm`` and, if
@@ -202,7 +212,8 @@ class NCAccumulator:
         # Sigma_B = M^T M / K = V (S^2 / K) V^T.
         _, s, vh = torch.linalg.svd(centred, full_matrices=False)
         eig = s.square() / K
-        keep = eig > self.rtol * eig.max().clamp_min(torch.finfo(eig.dtype).tiny)
+        keep = eig > self.rtol * eig.max().clamp_min(
+            torch.finfo(eig.dtype).tiny)
         v = vh[keep]  # r x d
         # trace(Sigma_W V diag(1/eig) V^T) = sum_j v_j^T Sigma_W v_j / eig_j
         quad = ((v @ sigma_w) * v).sum(dim=1)
@@ -220,7 +231,8 @@ class NCAccumulator:
         else:
             equinorm = torch.tensor(float('nan'), dtype=torch.float64)
 
-        out = dict(nc1=float(nc1), nc2=float(nc2), nc2_equinorm=float(equinorm))
+        out = dict(
+            nc1=float(nc1), nc2=float(nc2), nc2_equinorm=float(equinorm))
         if weight is not None:
             out['nc3'] = self._nc3(weight, present, centred)
         return out
@@ -244,7 +256,8 @@ def nc_metrics(feats: torch.Tensor,
                labels: torch.Tensor,
                weight: Optional[torch.Tensor] = None,
                num_classes: Optional[int] = None) -> Dict[str, float]:
-    """Neural Collapse metrics of ``feats`` (``N x d``) with ``labels`` (``N``).
+    """Neural Collapse metrics of ``feats`` (``N x d``) with ``labels``
+    (``N``).
 
     Returns ``nc1``, ``nc2``, ``nc2_equinorm`` (and ``nc3`` if the
     classifier ``weight``, ``num_classes x d``, is given) as python floats;

@@ -24,7 +24,8 @@ class NCMetric(BaseMetric):
     must carry the feature under ``feat_key`` (a 1-D tensor, by default the
     head's pre-logits) and the ``gt_label``. If a prediction carries a
     classifier weight under ``weight_key`` (``K x d``), the last one seen is
-    used for ``nc3``. Definitions: :mod:`mmnckd.evaluation.functional.nc_metrics`.
+    used for ``nc3``. Definitions:
+    :mod:`mmnckd.evaluation.functional.nc_metrics`.
 
     The metric is streaming: features are never stored. Each process keeps a
     single state dict in ``self.results`` (the float64 sufficient statistics
@@ -63,7 +64,8 @@ class NCMetric(BaseMetric):
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None) -> None:
         super().__init__(
-            collect_device=collect_device, prefix=prefix,
+            collect_device=collect_device,
+            prefix=prefix,
             collect_dir=collect_dir)
         self.feat_key = feat_key
         self.weight_key = weight_key
@@ -85,8 +87,12 @@ class NCMetric(BaseMetric):
         if not self.results:  # fresh start, or cleared by evaluate()
             self._acc = NCAccumulator(num_classes=self.num_classes)
             self.results.append(
-                dict(acc=self._acc.state_dict(), count=0, last_feat=None,
-                     last_label=None, weight=None))
+                dict(
+                    acc=self._acc.state_dict(),
+                    count=0,
+                    last_feat=None,
+                    last_label=None,
+                    weight=None))
         return self.results[0]
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
@@ -117,8 +123,7 @@ class NCMetric(BaseMetric):
         if state['last_feat'] is not None:  # release the held-back sample
             prev = state['last_feat'].to(feats.device, feats.dtype)
             feats = torch.cat([prev[None], feats])
-            labels = torch.cat(
-                [torch.tensor([state['last_label']]), labels])
+            labels = torch.cat([torch.tensor([state['last_label']]), labels])
         self._acc.update(feats[:-1], labels[:-1])
         state['last_feat'] = feats[-1].clone()
         state['last_label'] = int(labels[-1])
@@ -149,8 +154,8 @@ class NCMetric(BaseMetric):
                 continue
             j = counts[rank] - 1
             # position of (rank, j) in mmengine's zip_longest interleaving
-            pos = sum(min(c, j) for c in counts) + sum(
-                1 for c in counts[:rank] if c > j)
+            pos = sum(min(c, j)
+                      for c in counts) + sum(1 for c in counts[:rank] if c > j)
             if size is None or pos < size:
                 acc.update(r['last_feat'][None],
                            torch.tensor([r['last_label']]))

@@ -43,10 +43,13 @@ def resolve_model_cfg(model, role: str) -> dict:
     if '::' in model:
         from mmengine.hub import get_config
         return get_config(model).model
-    root = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-        osp.abspath(__file__)))))
-    candidates = [model, osp.join(root, model),
-                  osp.join(root, 'mmnckd', '.mim', model)]
+    root = osp.dirname(
+        osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    candidates = [
+        model,
+        osp.join(root, model),
+        osp.join(root, 'mmnckd', '.mim', model)
+    ]
     for path in candidates:
         if osp.isfile(path):
             return Config.fromfile(path).model
@@ -212,8 +215,8 @@ class SingleTeacherDistiller(BaseModel):
                     f'"loss_" (mmengine only sums outputs whose key '
                     f'contains "loss"); rename it, e.g. "loss_{name}".')
             cfg = dict(cfg)
-            params = inspect.signature(
-                MODELS.get(cfg['type']).__init__).parameters
+            params = inspect.signature(MODELS.get(
+                cfg['type']).__init__).parameters
             if 'num_classes' in params:
                 cfg.setdefault('num_classes', self.num_classes)
             if 'feat_dim' in params:
@@ -229,7 +232,9 @@ class SingleTeacherDistiller(BaseModel):
                     f'model.distill_losses.{name} ({cfg["type"]}) asks for '
                     f'{unknown}, which {type(self).__name__} does not '
                     f'provide; a loss may take any of {self.loss_inputs}.')
-            self._loss_args[name] = [p for p in params if p in self.loss_inputs]
+            self._loss_args[name] = [
+                p for p in params if p in self.loss_inputs
+            ]
         return losses
 
     def _check_dims(self) -> None:
@@ -237,8 +242,8 @@ class SingleTeacherDistiller(BaseModel):
         must be the teacher's."""
         needs_z = any('z' in a for a in self._loss_args.values())
         proj_out = getattr(self.projector, 'out_channels', None)
-        z_dim = (proj_out if self.projector is not None
-                 else self.student_feat_dim)
+        z_dim = (
+            proj_out if self.projector is not None else self.student_feat_dim)
         if needs_z and z_dim != self.teacher_feat_dim:
             where = ('model.projector.out_channels' if self.projector
                      is not None else 'the student pre-logit dim (no '
@@ -299,11 +304,15 @@ class SingleTeacherDistiller(BaseModel):
         if not isinstance(state, dict):
             raise RuntimeError(f'model.teacher_ckpt={filename!r} holds no '
                                f'state_dict.')
-        state = {k[7:] if k.startswith('module.') else k: v
-                 for k, v in state.items()}
+        state = {
+            k[7:] if k.startswith('module.') else k: v
+            for k, v in state.items()
+        }
         if any(k.startswith('teacher.') for k in state):  # a distiller's
-            state = {k[8:]: v for k, v in state.items()
-                     if k.startswith('teacher.')}
+            state = {
+                k[8:]: v
+                for k, v in state.items() if k.startswith('teacher.')
+            }
         # the teacher's own preprocessor is not used (inputs are shared)
         own_state = self.teacher.state_dict()
         own = {k for k in own_state if not k.startswith('data_preprocessor.')}

@@ -85,8 +85,8 @@ class ETFHead(ClsHead):
                  init_cfg: Optional[dict] = None,
                  **kwargs):
         if num_classes < 2:
-            raise ValueError(
-                f'ETFHead needs num_classes >= 2, got num_classes={num_classes}.')
+            raise ValueError(f'ETFHead needs num_classes >= 2, got '
+                             f'num_classes={num_classes}.')
         if in_channels < num_classes - 1:
             raise ValueError(
                 f'ETFHead got in_channels={in_channels} < num_classes - 1 = '
@@ -114,7 +114,8 @@ class ETFHead(ClsHead):
             self.register_buffer('log_scale', log_scale, persistent=True)
 
         self.register_buffer(
-            'weight', simplex_etf(num_classes, in_channels, seed=seed),
+            'weight',
+            simplex_etf(num_classes, in_channels, seed=seed),
             persistent=True)
 
     @property

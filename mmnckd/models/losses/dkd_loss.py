@@ -28,22 +28,28 @@ class DKDLoss(nn.Module):
 
       .. math:: TCKD = \frac{\tau^2}{N} \sum_i KL(b^q_i \,\|\, b^p_i)
 
-    * NCKD, non-target-class KD: KL between the distributions over the
+    * NTKD, non-target-class KD (DKD's paper calls it "NCKD", a name this
+      package keeps for Neural-Collapse KD): KL between the distributions
+      over the
       non-target classes, :math:`\hat q_i = \mathrm{softmax}(t_i/\tau -
       1000\, e_{g_i})` and :math:`\hat p_i = \mathrm{softmax}(s_i/\tau -
       1000\, e_{g_i})` (the target logit is pushed down by 1000, as in the
       reference code, so its probability is 0 in float32):
 
-      .. math:: NCKD = \frac{\tau^2}{N} \sum_i KL(\hat q_i \,\|\, \hat p_i)
+      .. math:: NTKD = \frac{\tau^2}{N} \sum_i KL(\hat q_i \,\|\, \hat p_i)
 
-    Each KL is summed over the classes and *averaged* over the batch (the
-    mmrazor implementation summed over the batch, giving a loss ``N`` times
-    too large). The returned loss is
+    Each KL is summed over the classes and *averaged* over the batch, as
+    mdistiller does and as mmrazor's ``DKDLoss`` does with its default
+    ``reduction='batchmean'``; with ``reduction='mean'`` (the setting of
+    mmrazor's shipped DKD config) mmrazor's loss is ``N`` times larger. For a
+    (near) one-hot student mmrazor's ``log`` of the binary probabilities gives
+    ``inf``, where this implementation stays finite (below). The returned
+    loss is
 
     .. math::
 
         L = w \cdot \min\left(\frac{e + 1}{E_{warm}}, 1\right)
-            (\alpha\, TCKD + \beta\, NCKD)
+            (\alpha\, TCKD + \beta\, NTKD)
 
     with ``w = loss_weight``, ``e`` the 0-based current epoch and
     ``E_warm = warmup_epochs``: the factor is ``1/E_warm`` during the first
@@ -56,7 +62,7 @@ class DKDLoss(nn.Module):
 
     Args:
         alpha (float): weight of TCKD. Defaults to 1.0.
-        beta (float): weight of NCKD. Defaults to 8.0.
+        beta (float): weight of NTKD. Defaults to 8.0.
         tau (float): temperature. Defaults to 4.0.
         warmup_epochs (int): linear warm-up length in epochs; 0 disables it.
             Defaults to 20.
@@ -128,10 +134,10 @@ class DKDLoss(nn.Module):
             bt = self._binary_log_probs(t, gt_mask).exp()
             tckd = F.kl_div(log_bs, bt, reduction='none').sum(1).mean()
 
-            # NCKD: distributions over the non-target classes.
+            # NTKD: distributions over the non-target classes.
             log_ps = F.log_softmax(s - _MASK_VALUE * gt_mask, dim=1)
             pt = F.softmax(t - _MASK_VALUE * gt_mask, dim=1)
-            nckd = F.kl_div(log_ps, pt, reduction='none').sum(1).mean()
+            ntkd = F.kl_div(log_ps, pt, reduction='none').sum(1).mean()
 
-            loss = (self.alpha * tckd + self.beta * nckd) * self.tau**2
+            loss = (self.alpha * tckd + self.beta * ntkd) * self.tau**2
         return self.loss_weight * self.warmup_factor(epoch) * loss

@@ -80,7 +80,7 @@ class ETFStructureLoss(nn.Module):
     is cached (recomputed when the prototypes change) and the distance uses
     :func:`~mmnckd.models.losses.gram_distance.gram_distance`, whose
     backward is one matrix product: at ``K = 1000``, ``d = 2048`` that is 2
-    large products per step instead of 4 (``tools/benchmark/cost.py``).
+    large products per step instead of 4 (``.dev_scripts/benchmark/cost.py``).
 
     Args:
         num_classes (int): the number of classes ``K``.
@@ -126,8 +126,8 @@ class ETFStructureLoss(nn.Module):
         self.reduction = reduction
         self.register_buffer(
             'memory', torch.zeros(num_classes, feat_dim, dtype=torch.float32))
-        self.register_buffer(
-            'memory_valid', torch.zeros(num_classes, dtype=torch.bool))
+        self.register_buffer('memory_valid',
+                             torch.zeros(num_classes, dtype=torch.bool))
         self._gram_cache = None  # (key, K x K target Gram), not saved
 
     def _check_inputs(self, z: torch.Tensor,
@@ -135,7 +135,8 @@ class ETFStructureLoss(nn.Module):
         if z.dim() != 2 or z.shape[1] != self.feat_dim:
             raise ValueError(
                 f'ETFStructureLoss expects features of shape (N, feat_dim) = '
-                f'(N, {self.feat_dim}), got {tuple(z.shape)}. The projector\'s '
+                f'(N, {self.feat_dim}), got {tuple(z.shape)}. The '
+                f'projector\'s '
                 'out_channels must equal the loss\'s feat_dim.')
         if prototypes is None:
             if self.target == 'teacher':
@@ -233,8 +234,8 @@ class ETFStructureLoss(nn.Module):
                 loss = zf.sum() * 0.0
             else:
                 m = means[idx]
-                h = F.normalize(m - m.mean(dim=0, keepdim=True), dim=1,
-                                eps=NORM_EPS)
+                h = F.normalize(
+                    m - m.mean(dim=0, keepdim=True), dim=1, eps=NORM_EPS)
                 gram_t = self._target_gram(prototypes, z.device)
                 if num_valid < self.num_classes:
                     gram_t = gram_t[idx[:, None], idx]

@@ -20,7 +20,8 @@ class PrototypeAlignLoss(nn.Module):
 
         L_{align} = \frac{1}{N} \sum_i \sum_k y_{ik} (1 - \cos(z_i, p_k))
 
-    which for hard labels is :math:`\frac{1}{N}\sum_i (1 - \cos(z_i, p_{y_i}))`.
+    which for hard labels is
+    :math:`\frac{1}{N}\sum_i (1 - \cos(z_i, p_{y_i}))`.
     An optional prototype-contrastive term is a cross entropy over the cosine
     similarities to all prototypes (soft-target cross entropy for soft
     labels):
@@ -91,8 +92,7 @@ class PrototypeAlignLoss(nn.Module):
 
         with fp32_context(z.device):
             zn = F.normalize(z.float(), dim=1, eps=NORM_EPS)
-            pn = F.normalize(
-                prototypes.detach().float(), dim=1, eps=NORM_EPS)
+            pn = F.normalize(prototypes.detach().float(), dim=1, eps=NORM_EPS)
             cos = zn @ pn.t()  # (N, K)
             loss = (weights * (1.0 - cos)).sum(dim=1).mean()
             if self.contrast_weight > 0:

@@ -41,7 +41,9 @@ def label_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
                     'setting of the loss / head in the config against the '
                     'dataset.')
         weights = torch.zeros(
-            labels.numel(), num_classes, dtype=torch.float32,
+            labels.numel(),
+            num_classes,
+            dtype=torch.float32,
             device=labels.device)
         weights.scatter_(1, labels.view(-1, 1), 1.0)
         return weights

@@ -1,4 +1,5 @@
-"""Projection neck: map student features (``d_s``) to the teacher dim (``d_t``)."""
+"""Projection neck: map student features (``d_s``) to the teacher dim
+(``d_t``)."""
 from typing import Optional, Sequence, Union
 
 import torch
@@ -82,8 +83,7 @@ class Projector(BaseModule):
             self.hidden_channels = hidden_channels
             self.proj = nn.Sequential(
                 nn.Linear(in_channels, hidden_channels, bias=False),
-                nn.BatchNorm1d(hidden_channels),
-                nn.ReLU(inplace=True),
+                nn.BatchNorm1d(hidden_channels), nn.ReLU(inplace=True),
                 nn.Linear(hidden_channels, out_channels, bias=False),
                 nn.BatchNorm1d(out_channels))
 

@@ -22,12 +22,14 @@ import torch
 
 def _check_dims(num_classes: int, dim: int) -> None:
     if num_classes < 2:
-        raise ValueError(f'A simplex ETF needs num_classes >= 2, got {num_classes}.')
+        raise ValueError(
+            f'A simplex ETF needs num_classes >= 2, got {num_classes}.')
     if dim < num_classes - 1:
         raise ValueError(
-            f'A simplex ETF of {num_classes} classes needs dim >= num_classes - 1 = '
-            f'{num_classes - 1}, got dim={dim}. Project the features to at least '
-            f'{num_classes - 1} channels first (e.g. neck=dict(type="Projector", '
+            f'A simplex ETF of {num_classes} classes needs dim >= '
+            f'num_classes - 1 = {num_classes - 1}, got dim={dim}. Project the '
+            f'features to at least {num_classes - 1} channels first (e.g. '
+            f'neck=dict(type="Projector", '
             f'out_channels={num_classes - 1}, ...)).')
 
 
@@ -39,29 +41,35 @@ def _canonical_etf(num_classes: int, dtype=torch.float64) -> torch.Tensor:
     # the centring projector (all with eigenvalue 1).
     _, vecs = torch.linalg.eigh(centred)
     basis = vecs[:, 1:]  # K x (K-1), orthonormal columns, orthogonal to 1
-    return (centred @ basis) * (K / (K - 1)) ** 0.5
+    return (centred @ basis) * (K / (K - 1))**0.5
 
 
 def simplex_etf(num_classes: int, dim: int, seed: int = 0) -> torch.Tensor:
-    """A seeded canonical simplex ETF: ``K x dim``, unit rows, cosine -1/(K-1)."""
+    """A seeded canonical simplex ETF: ``K x dim``, unit rows, cosine
+    -1/(K-1)."""
     _check_dims(num_classes, dim)
     e0 = _canonical_etf(num_classes)
     gen = torch.Generator().manual_seed(seed)
-    rand = torch.randn(dim, num_classes - 1, generator=gen, dtype=torch.float64)
+    rand = torch.randn(
+        dim, num_classes - 1, generator=gen, dtype=torch.float64)
     u, _ = torch.linalg.qr(rand)  # dim x (K-1), orthonormal columns
     return (e0 @ u.T).float()
 
 
 def nearest_simplex_etf(prototypes: torch.Tensor) -> torch.Tensor:
-    """The simplex ETF nearest to ``prototypes`` (``K x d``), same orientation."""
+    """The simplex ETF nearest to ``prototypes`` (``K x d``), same
+    orientation."""
     num_classes, dim = prototypes.shape
     _check_dims(num_classes, dim)
     e0 = _canonical_etf(num_classes)
-    u, _, vh = torch.linalg.svd(e0.T @ prototypes.double(), full_matrices=False)
+    u, _, vh = torch.linalg.svd(
+        e0.T @ prototypes.double(), full_matrices=False)
     return (e0 @ u @ vh).to(prototypes.dtype)
 
 
-def etf_gram(num_classes: int, dtype=torch.float32, device=None) -> torch.Tensor:
+def etf_gram(num_classes: int,
+             dtype=torch.float32,
+             device=None) -> torch.Tensor:
     """Gram matrix of a simplex ETF: ``K/(K-1) I - 1/(K-1) 11^T``."""
     K = num_classes
     eye = torch.eye(K, dtype=dtype, device=device)

@@ -1,0 +1,233 @@
+"""Efficacy table: student alone vs KD vs NCKD (and variants), several seeds.
+
+    python .dev_scripts/benchmark/efficacy.py omniglot --seeds 0 1 2 \
+        [--methods student kd nckd nckd_kd] [--work-dir work_dirs/efficacy]
+
+The methods are config files, listed by name in a benchmark YAML
+(``omniglot.yml``, ``fashion_mnist.yml`` next to this script).
+
+Each (method, seed) trains with ``tools/train.py`` under the same schedule
+(the method config's own), then the *last* checkpoint (no best-epoch
+picking) is evaluated with ``tools/test.py`` and analysed for NC metrics on
+the test split. The teacher is trained once (seed 0) unless its checkpoint
+exists. Finished runs are reused, so an interrupted table resumes. Prints a
+markdown table of top-1 mean ± std (sample std over seeds) and NC metrics,
+and writes ``results.json`` and ``results.md`` in the work dir.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+
+import yaml
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+BENCH = osp.dirname(osp.abspath(__file__))
+
+
+def load_benchmark(name: str) -> dict:
+    """A benchmark file: ``teacher`` (config) and ``methods`` (name ->
+    config). ``name`` is a YAML path or the stem of one next to this script
+    (``omniglot``, ``fashion_mnist``)."""
+    path = name if name.endswith(
+        ('.yml', '.yaml')) else osp.join(BENCH, f'{name}.yml')
+    if not osp.isfile(path):
+        raise SystemExit(f'No benchmark file {path!r}: give a YAML path or '
+                         f'one of omniglot, fashion_mnist.')
+    with open(path) as f:
+        spec = yaml.safe_load(f)
+    for config in [spec['teacher'], *spec['methods'].values()]:
+        if not osp.isfile(osp.join(REPO, config)):
+            raise SystemExit(f'{path}: config {config!r} does not exist.')
+    return spec
+
+
+def sh(cmd, log):
+    os.makedirs(osp.dirname(log), exist_ok=True)
+    with open(log, 'w') as f:
+        proc = subprocess.run(
+            cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(f'{" ".join(cmd)} failed, see {log}')
+
+
+def last_checkpoint(work_dir):
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def train(config, work_dir, options):
+    """Train to the end (resuming an interrupted run); the last checkpoint."""
+    os.makedirs(work_dir, exist_ok=True)
+    start = time.time()
+    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
+    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        cmd.append('--resume')  # finishes the schedule; no-op when done
+    if options:
+        cmd += ['--cfg-options', *options]
+    sh(cmd, osp.join(work_dir, 'train.out'))
+    return last_checkpoint(work_dir), time.time() - start
+
+
+def run_once(config, work_dir, options):
+    """Train + evaluate, cached in ``result.json`` so tables resume."""
+    result = osp.join(work_dir, 'result.json')
+    if osp.isfile(result):
+        with open(result) as f:
+            return json.load(f)
+    ckpt, seconds = train(config, work_dir, options)
+    metrics = evaluate(config, ckpt, work_dir, [])
+    metrics.update(ckpt=ckpt, config=config, train_seconds=seconds)
+    with open(result, 'w') as f:
+        json.dump(metrics, f, indent=2)
+    return metrics
+
+
+def tested_metric(work_dir, key):
+    """The last ``key`` value tools/test.py printed into ``test.out``
+    (None if it printed none)."""
+    with open(osp.join(work_dir, 'test.out')) as f:
+        lines = [ln for ln in f if f'{key}:' in ln]
+    return float(lines[-1].split(f'{key}:')[1].split()[0]) if lines else None
+
+
+def evaluate(config, ckpt, work_dir, options):
+    """top-1 from tools/test.py, NC metrics from nc_analysis.py."""
+    log = osp.join(work_dir, 'test.out')
+    cmd = [
+        sys.executable, 'tools/test.py', config, ckpt, '--work-dir',
+        osp.join(work_dir, 'test')
+    ]
+    if options:
+        cmd += ['--cfg-options', *options]
+    sh(cmd, log)
+    top1 = tested_metric(work_dir, 'accuracy/top1')
+    top5 = tested_metric(work_dir, 'accuracy/top5')
+    metrics = nc_metrics(config, ckpt, work_dir, options)
+    metrics['top1_nc_analysis'] = metrics['top1']
+    metrics['top1'] = top1
+    if top5 is not None:
+        metrics['top5'] = top5
+    return metrics
+
+
+def nc_metrics(config, ckpt, work_dir, options, split='test'):
+    """top-1 and NC metrics of ``split`` from nc_analysis.py."""
+    suffix = '' if split == 'test' else f'_{split}'
+    out = osp.join(work_dir, f'nc{suffix}.json')
+    cmd = [
+        sys.executable, 'tools/analysis_tools/nc_analysis.py', config, ckpt,
+        '--split', split, '--out', out
+    ]
+    if options:
+        cmd += ['--cfg-options', *options]
+    sh(cmd, osp.join(work_dir, f'nc{suffix}.out'))
+    with open(out) as f:
+        return json.load(f)
+
+
+def summary(values):
+    mean = statistics.mean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        'benchmark',
+        nargs='?',
+        default='omniglot',
+        help='a benchmark YAML, or the stem of one next to '
+        'this script: omniglot (default), fashion_mnist')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--methods', nargs='+')
+    parser.add_argument('--work-dir', default='work_dirs/efficacy')
+    parser.add_argument('--teacher-ckpt', help='reuse this teacher checkpoint')
+    args = parser.parse_args()
+    spec = load_benchmark(args.benchmark)
+    methods = args.methods or list(spec['methods'])
+    unknown = sorted(set(methods) - set(spec['methods']))
+    if unknown:
+        raise SystemExit(f'--methods {unknown} are not in {args.benchmark}: '
+                         f'{sorted(spec["methods"])}.')
+    root = osp.join(args.work_dir,
+                    osp.splitext(osp.basename(args.benchmark))[0])
+
+    teacher_dir = osp.join(root, 'teacher')
+    # a trained teacher's result is run_once's result.json; a given
+    # checkpoint's evaluation is cached apart, so it never stands in for one
+    cached = osp.join(
+        teacher_dir,
+        'result.json' if args.teacher_ckpt is None else 'given_teacher.json')
+    previous = {}
+    if osp.isfile(cached):
+        with open(cached) as f:
+            previous = json.load(f)
+    if args.teacher_ckpt is None:
+        teacher = run_once(spec['teacher'], teacher_dir, ['randomness.seed=0'])
+    elif previous.get('ckpt') == osp.abspath(args.teacher_ckpt):
+        teacher = previous  # this teacher, evaluated before
+    else:
+        teacher = evaluate(spec['teacher'], args.teacher_ckpt, teacher_dir, [])
+        teacher['ckpt'] = osp.abspath(args.teacher_ckpt)
+    teacher_ckpt = osp.abspath(teacher['ckpt'])
+    if 'train' not in teacher:  # is it in the terminal phase?
+        teacher['train'] = nc_metrics(
+            spec['teacher'], teacher_ckpt, teacher_dir, [], split='train')
+        with open(cached, 'w') as f:
+            json.dump(teacher, f, indent=2)
+    teacher_nc = teacher
+    results = dict(teacher=teacher, runs={})
+    for method in methods:
+        config = spec['methods'][method]
+        for seed in args.seeds:
+            work = osp.join(root, method, f'seed{seed}')
+            options = [f'randomness.seed={seed}']
+            if method != 'student':  # distillers: the shared teacher
+                options.append(f'model.teacher_ckpt={teacher_ckpt}')
+            metrics = run_once(config, work, options)
+            results['runs'].setdefault(method, {})[seed] = metrics
+            print(
+                f'{method} seed {seed}: top1 {metrics["top1"]:.2f} '
+                f'nc1 {metrics["nc1"]:.3f} nc2 {metrics["nc2"]:.3f} '
+                f'nc3 {metrics.get("nc3", float("nan")):.3f}',
+                flush=True)
+
+    lines = [
+        '| method | seeds | top-1 % (mean ± std) | nc1 | nc2 | nc3 | '
+        'train min/run |', '|---|---|---|---|---|---|---|',
+        f'| teacher | 1 | {teacher_nc["top1"]:.2f} | '
+        f'{teacher_nc["nc1"]:.3f} | {teacher_nc["nc2"]:.3f} | '
+        f'{teacher_nc.get("nc3", float("nan")):.3f} | |'
+    ]
+    train = teacher_nc['train']
+    lines.append(f'| teacher, train split | 1 | {train["top1"]:.2f} | '
+                 f'{train["nc1"]:.3f} | {train["nc2"]:.3f} | '
+                 f'{train.get("nc3", float("nan")):.3f} | |')
+    for method, runs in results['runs'].items():
+        top1 = summary([r['top1'] for r in runs.values()])
+        minutes = statistics.mean(
+            (r.get('train_seconds') or 0) / 60 for r in runs.values())
+        ncs = [
+            summary([r.get(k, float('nan')) for r in runs.values()])[0]
+            for k in ('nc1', 'nc2', 'nc3')
+        ]
+        lines.append(f'| {method} | {len(runs)} | {top1[0]:.2f} ± '
+                     f'{top1[1]:.2f} | {ncs[0]:.3f} | {ncs[1]:.3f} | '
+                     f'{ncs[2]:.3f} | {minutes:.1f} |')
+    table = '\n'.join(lines)
+    print(table)
+    with open(osp.join(root, 'results.json'), 'w') as f:
+        json.dump(results, f, indent=2)
+    with open(osp.join(root, 'results.md'), 'w') as f:
+        f.write(table + '\n')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,18 @@
+# Parts of an NCKD config (docs/en/method.md), as uniquely named variables. A
+# leaf inherits its KD config and this file, and uses them:
+#   model = dict(type='NCKDDistiller', ...,
+#                distill_losses={{_base_.nckd_losses}})
+# ETF-head form: NC1 + NC2 + KD; the leaf gives the student a Projector neck
+# and an ETFHead, and sets kd_target='prototype_cosine'.
+nckd_losses = dict(
+    _delete_=True,
+    loss_nc1=dict(type='PrototypeAlignLoss'),
+    loss_nc2=dict(type='ETFStructureLoss'),
+    loss_kd=dict(type='KDLoss'))
+# Plug-in form: NC1 + NC2 added to the KD config's own losses; the leaf sets a
+# distiller projector to the teacher's width.
+nckd_plugin_losses = dict(
+    loss_nc1=dict(type='PrototypeAlignLoss'),
+    loss_nc2=dict(type='ETFStructureLoss'))
+nckd_evaluator = [dict(type='Accuracy', topk=(1, 5)), dict(type='NCMetric')]
+custom_hooks = [dict(type='TeacherPrototypeHook')]

@@ -1,0 +1,2 @@
+_base_ = ['./nckd_resnet18w32_resnet18w8_1xb64_omniglot.py']
+model = dict(kd_target='logits', distill_losses=dict(_delete_=True))

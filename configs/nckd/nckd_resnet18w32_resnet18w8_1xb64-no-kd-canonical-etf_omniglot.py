@@ -1,0 +1,2 @@
+_base_ = ['./nckd_resnet18w32_resnet18w8_1xb64-no-kd_omniglot.py']
+model = dict(head_weights='canonical')

@@ -1,0 +1,20 @@
+# ResNet-8x4 (CIFAR ResNet-8 at 4x width, 32-64-128-256 channels): a student of
+# the CIFAR-100 KD benchmark, trained alone as the baseline; 256-d pre-logit
+# features. The CRD / mdistiller recipe: 240 epochs, batch 64 on one GPU.
+#   python tools/train.py configs/vanilla/resnet8x4_1xb64_cifar100.py
+_base_ = [
+    '../_base_/datasets/cifar100_bs64_kd.py',
+    '../_base_/schedules/cifar100_kd_240e.py',
+    '../_base_/default_runtime.py',
+]
+
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='CIFARResNet', arch='resnet8x4'),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=100,
+        in_channels=256,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5)))

@@ -1,0 +1,20 @@
+# WRN-16-2 (Wide ResNet, depth 16, widen factor 2): a student of the CIFAR-100
+# KD benchmark, trained alone as the baseline; 128-d pre-logit features. The
+# CRD / mdistiller recipe: 240 epochs, batch 64 on one GPU.
+#   python tools/train.py configs/vanilla/wrn16-2_1xb64_cifar100.py
+_base_ = [
+    '../_base_/datasets/cifar100_bs64_kd.py',
+    '../_base_/schedules/cifar100_kd_240e.py',
+    '../_base_/default_runtime.py',
+]
+
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='CIFARWideResNet', arch='wrn_16_2'),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=100,
+        in_channels=128,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5)))

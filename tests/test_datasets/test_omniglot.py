@@ -1,0 +1,160 @@
+"""The embedded Omniglot dataset (242 classes of the two small background
+sets)."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mmnckd.datasets import Omniglot
+from mmnckd.datasets.omniglot import OMNIGLOT_SMALL_CLASSES
+
+
+@pytest.fixture(scope='module')
+def omniglot_train(omniglot_root):
+    return Omniglot(data_root=omniglot_root, split='train')
+
+
+@pytest.fixture(scope='module')
+def omniglot_test(omniglot_root):
+    return Omniglot(data_root=omniglot_root, split='test')
+
+
+def _images(dataset):
+    return np.stack(
+        [dataset.get_data_info(i)['img'] for i in range(len(dataset))])
+
+
+def _labels(dataset):
+    return np.array(
+        [dataset.get_data_info(i)['gt_label'] for i in range(len(dataset))])
+
+
+def _image_keys(dataset):
+    """(label, image bytes) of every sample, to compare splits."""
+    return {(int(info['gt_label']), info['img'].tobytes())
+            for info in (dataset.get_data_info(i)
+                         for i in range(len(dataset)))}
+
+
+def test_omniglot_sizes_and_classes(omniglot_train, omniglot_test):
+    assert len(omniglot_train) == 242 * 15 == 3630
+    assert len(omniglot_test) == 242 * 5 == 1210
+    classes = omniglot_train.metainfo['classes']
+    assert len(classes) == 242
+    assert tuple(classes) == OMNIGLOT_SMALL_CLASSES
+    assert list(classes) == sorted(classes)
+    assert classes[0] == 'Balinese/character01'
+    assert 'Greek/character24' in classes
+    assert 'Japanese_(katakana)/character47' in classes
+    assert omniglot_test.metainfo['classes'] == classes
+    # Every class has 15 train and 5 test images.
+    assert np.all(np.bincount(_labels(omniglot_train), minlength=242) == 15)
+    assert np.all(np.bincount(_labels(omniglot_test), minlength=242) == 5)
+
+
+def test_omniglot_images(omniglot_train):
+    imgs = _images(omniglot_train)
+    assert imgs.dtype == np.uint8
+    assert imgs.shape == (3630, 28, 28, 1)
+    # Inverted: mostly dark background with bright strokes.
+    assert imgs.mean() < 60
+    assert imgs.max() == 255
+    # Corners are background.
+    assert imgs[:, 0, 0, 0].mean() < 10
+    # Each image contains some stroke.
+    assert np.all(imgs.reshape(len(imgs), -1).max(axis=1) > 100)
+    # Images differ between samples (decoded, not a constant).
+    assert len({img.tobytes() for img in imgs[:100]}) == 100
+
+
+def test_omniglot_split_disjoint(omniglot_root, omniglot_train, omniglot_test):
+    from mmnckd.datasets.omniglot import _OMNIGLOT_CACHE
+    arrays = _OMNIGLOT_CACHE[(str(Path(omniglot_root).resolve()), 28)]
+    assert arrays.images.shape == (4840, 28, 28, 1)
+    assert set(arrays.drawers.tolist()) == set(range(1, 21))
+    # No (class, drawer) pair is in both splits, and together they cover all.
+    pairs = set(zip(arrays.labels.tolist(), arrays.drawers.tolist()))
+    assert len(pairs) == 4840
+    train_keys = _image_keys(omniglot_train)
+    test_keys = _image_keys(omniglot_test)
+    assert not train_keys & test_keys
+    assert len(train_keys) + len(test_keys) >= 4800  # nearly all distinct
+
+
+def test_omniglot_train_drawers_and_cache(omniglot_root, omniglot_train):
+    from mmnckd.datasets import omniglot as omniglot_module
+    n_cached = len(omniglot_module._OMNIGLOT_CACHE)
+    train = Omniglot(data_root=omniglot_root, split='train', train_drawers=10)
+    test = Omniglot(data_root=omniglot_root, split='test', train_drawers=10)
+    # Same (data_root, image_size): nothing decoded again.
+    assert len(omniglot_module._OMNIGLOT_CACHE) == n_cached
+    assert len(train) == 2420
+    assert len(test) == 2420
+    assert not _image_keys(train) & _image_keys(test)
+    # Drawers 1..10 are a subset of the default train split (drawers 1..15).
+    assert _image_keys(train) <= _image_keys(omniglot_train)
+
+
+def test_omniglot_image_size(omniglot_root):
+    ds = Omniglot(data_root=omniglot_root, split='test', image_size=14)
+    img = ds.get_data_info(0)['img']
+    assert img.shape == (14, 14, 1) and img.dtype == np.uint8
+
+
+def test_omniglot_pipeline(omniglot_root):
+    ds = Omniglot(
+        data_root=omniglot_root,
+        split='test',
+        pipeline=[dict(type='PackInputs')])
+    sample = ds[0]
+    assert isinstance(sample['inputs'], torch.Tensor)
+    assert sample['inputs'].shape == (1, 28, 28)
+    assert sample['inputs'].dtype == torch.uint8
+    assert int(sample['data_samples'].gt_label) == 0
+    # Train augmentation keeps the 1 x 28 x 28 shape.
+    ds = Omniglot(
+        data_root=omniglot_root,
+        split='train',
+        pipeline=[
+            dict(type='RandomCrop', crop_size=28, padding=2),
+            dict(type='PackInputs')
+        ])
+    assert ds[5]['inputs'].shape == (1, 28, 28)
+
+
+def test_omniglot_lazy_init_and_no_serialize(omniglot_root):
+    ds = Omniglot(
+        data_root=omniglot_root,
+        split='test',
+        lazy_init=True,
+        serialize_data=False)
+    assert len(ds.metainfo['classes']) == 242  # known before loading
+    ds.full_init()
+    assert len(ds) == 1210
+    img = ds.get_data_info(0)['img']
+    img[...] = 0  # a copy: the shared cache must stay intact
+    assert ds.get_data_info(0)['img'].max() > 0
+
+
+def test_omniglot_missing_files(tmp_path, omniglot_root):
+    missing_dir = tmp_path / 'nowhere'
+    with pytest.raises(FileNotFoundError) as e:
+        Omniglot(data_root=str(missing_dir))
+    assert str(missing_dir) in str(e.value)
+    assert 'images_background_small1.zip' in str(e.value)
+
+    shutil.copy(Path(omniglot_root) / 'images_background_small1.zip', tmp_path)
+    with pytest.raises(FileNotFoundError) as e:
+        Omniglot(data_root=str(tmp_path))
+    msg = str(e.value)
+    assert str(tmp_path / 'images_background_small2.zip') in msg
+    assert 'omniglot' in msg.lower() and 'MIT' in msg
+
+
+def test_omniglot_bad_args(omniglot_root):
+    with pytest.raises(ValueError, match="'train', 'test'"):
+        Omniglot(data_root=omniglot_root, split='val')
+    with pytest.raises(ValueError, match='train_drawers'):
+        Omniglot(data_root=omniglot_root, train_drawers=20)

@@ -1,0 +1,168 @@
+"""TeacherPrototypeHook: its errors (a class without a sample, labels out of
+range, a prototype file of another dataset or teacher) on real Omniglot
+dataloaders in process; through tools/train.py, prototypes equal to the
+teacher class means computed directly, restored on resume."""
+import shutil
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+from small_models import D_T, K, all_losses_distiller
+from tool_utils import OMNIGLOT, REPO, nckd_config, train
+
+import mmnckd  # noqa: F401
+from mmnckd.engine.hooks import TeacherPrototypeHook
+
+
+def omniglot_cfg(indices, work_dir):
+    """A runner config of one Omniglot image per listed class index
+    (``train_drawers=1`` sorts the train split by class: index == class)."""
+    data = dict(
+        type='Omniglot',
+        data_root=str(OMNIGLOT),
+        split='train',
+        train_drawers=1,
+        indices=list(indices),
+        pipeline=[dict(type='PackInputs')])
+    loader = dict(
+        batch_size=4,
+        num_workers=0,
+        dataset=data,
+        sampler=dict(type='DefaultSampler', shuffle=True),
+        collate_fn=dict(type='default_collate'))
+    return Config(
+        dict(
+            train_dataloader=loader,
+            test_dataloader=loader,
+            work_dir=str(work_dir)))
+
+
+class FakeRunner:
+    """What ``TeacherPrototypeHook`` uses of the Runner; real dataloaders."""
+
+    def __init__(self, cfg, model):
+        self.cfg, self.model, self.seed = cfg, model, 0
+        self.work_dir = cfg.work_dir
+        self.logger = MMLogger.get_instance('test_teacher_prototype_hook')
+        self.train_dataloader = self.build_dataloader(cfg.train_dataloader)
+
+    @staticmethod
+    def build_dataloader(cfg, seed=None):
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            return Runner.build_dataloader(cfg, seed=seed)
+
+
+def test_class_without_training_sample_names_index_and_name(tmp_path):
+    model = all_losses_distiller()
+    runner = FakeRunner(omniglot_cfg([0, 1, 2, 4, 5], tmp_path), model)
+    names = runner.train_dataloader.dataset.metainfo['classes']
+    with pytest.raises(ValueError) as err:
+        TeacherPrototypeHook(progress=False).compute(runner, model)
+    msg = str(err.value)
+    assert 'No training sample for class index [3]' in msg
+    assert repr(names[3]) in msg  # 'Balinese/character04'
+    assert 'train_dataloader.dataset' in msg and 'load_from' in msg
+    # the control: all six classes present -> prototypes of every class
+    runner = FakeRunner(omniglot_cfg(range(K), tmp_path), model)
+    means, counts = TeacherPrototypeHook(progress=False).compute(runner, model)
+    assert counts.tolist() == [1.0] * K and means.shape == (K, D_T)
+
+
+def test_labels_out_of_range_in_prototype_pass(tmp_path):
+    model = all_losses_distiller()
+    runner = FakeRunner(omniglot_cfg(range(K + 1), tmp_path), model)
+    with pytest.raises(ValueError) as err:
+        TeacherPrototypeHook(progress=False).before_train(runner)
+    msg = str(err.value)
+    assert 'training label 6 is outside [0, 6)' in msg
+    assert 'model.student.head.num_classes' in msg
+    assert 'model.teacher.head.num_classes' in msg
+    assert not bool(model.prototypes_ready)
+
+
+@pytest.mark.parametrize(
+    'shape', [(K + 1, D_T), (K, D_T + 8)],
+    ids=['other-dataset', 'other-teacher'])
+def test_prototype_file_for_another_dataset_or_teacher(tmp_path, shape):
+    path = tmp_path / 'protos.pth'
+    torch.save(dict(class_means=torch.randn(*shape)), path)
+    model = all_losses_distiller()
+    runner = FakeRunner(omniglot_cfg(range(K), tmp_path), model)
+    hook = TeacherPrototypeHook(load_from=str(path))
+    with pytest.raises(ValueError) as err:
+        hook.before_train(runner)
+    msg = str(err.value)
+    assert 'TeacherPrototypeHook.load_from=' in msg
+    assert f'shape {shape}' in msg and f'needs {(K, D_T)}' in msg
+    assert 'Remove load_from to recompute them' in msg
+    assert not bool(model.prototypes_ready)
+    # and a file that is no prototype file at all
+    torch.save(dict(state_dict={}), path)
+    with pytest.raises(ValueError, match='is not a prototype file'):
+        hook.before_train(runner)
+
+
+def direct_class_means(teacher_ckpt):
+    """Teacher class means computed here, without the hook or the runner."""
+    from mmengine.config import Config
+    from mmengine.runner import load_checkpoint
+    from mmpretrain.registry import MODELS
+
+    from mmnckd.datasets import Omniglot
+    cfg = Config.fromfile(REPO /
+                          'configs/teachers/resnet18w32_1xb64_omniglot.py')
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, str(teacher_ckpt), map_location='cpu')
+    model.eval()
+    ds = Omniglot(data_root=str(OMNIGLOT), split='train', pipeline=[])
+    imgs = torch.stack([
+        torch.from_numpy(ds[i]['img'].copy()).permute(2, 0, 1)
+        for i in range(len(ds))
+    ]).float()
+    labels = torch.tensor([ds[i]['gt_label'] for i in range(len(ds))])
+    mean, std = cfg.data_preprocessor.mean[0], cfg.data_preprocessor.std[0]
+    with torch.no_grad():
+        feats = torch.cat([
+            model.extract_feat((x - mean) / std, stage='pre_logits')
+            for x in imgs.split(512)
+        ])
+    return torch.stack([feats[labels == k].mean(0) for k in range(242)])
+
+
+@pytest.mark.slow
+def test_prototypes_are_the_teacher_class_means(nckd_run, teacher_ckpt):
+    _, work, out = nckd_run
+    assert 'Computing teacher prototypes over 3630 training samples' in out
+    saved = torch.load(work / 'teacher_prototypes.pth', weights_only=True)
+    assert saved['counts'].tolist() == [15.0] * 242
+    expected = direct_class_means(teacher_ckpt)
+    torch.testing.assert_close(
+        saved['class_means'], expected, rtol=1e-4, atol=1e-4)
+    ckpt = torch.load(work / 'epoch_1.pth', weights_only=True)['state_dict']
+    torch.testing.assert_close(
+        ckpt['teacher_class_means'], expected, rtol=1e-4, atol=1e-4)
+    assert not any(k.startswith('teacher.') for k in ckpt)
+    # the NC3 head holds the teacher prototypes P
+    centred = expected - expected.mean(0)
+    p = centred / centred.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(
+        ckpt['student.head.weight'], p, rtol=1e-4, atol=1e-4)
+    for key in ('distill.loss_nc1', 'distill.loss_nc2', 'nc/nc1', 'nc/nc2',
+                'nc/nc3'):
+        assert key in out, key
+
+
+@pytest.mark.slow
+def test_resume_restores_prototypes_without_a_second_pass(
+        nckd_run, teacher_ckpt, tmp_path):
+    _, work, _ = nckd_run
+    # resumed in a copy: nckd_run is shared
+    work = shutil.copytree(work, tmp_path / 'work')
+    cfg = nckd_config(tmp_path / 'nckd2.py', teacher_ckpt, epochs=2)
+    out = train(cfg, work, '--resume', str(work / 'epoch_1.pth'))
+    assert 'restored from the checkpoint; not recomputed' in out
+    assert 'Computing teacher prototypes' not in out
+    assert 'Epoch(train) [2]' in out

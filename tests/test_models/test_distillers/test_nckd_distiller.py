@@ -1,0 +1,120 @@
+"""What ``NCKDDistiller`` adds, on small random models: prototypes and head
+weights, the prototype-cosine KD target, the plug-in mode (linear head +
+projector), a dead (all-zero) teacher and mixed precision."""
+import pytest
+import torch
+import torch.nn.functional as F
+from small_models import (D_T, K, all_losses_distiller, assert_finite_step,
+                          batch, classifier, distiller, labelled_batch, ready,
+                          ready_to_train, unit_prototypes)
+
+import mmnckd  # noqa: F401
+from mmnckd.models.losses import KDLoss, PrototypeAlignLoss
+from mmnckd.models.utils import etf_gram
+
+
+def test_prototypes_and_head_weights():
+    model = distiller()
+    mu = torch.randn(K, 32)
+    model.set_prototypes(mu)
+    centred = mu - mu.mean(0)
+    expected = centred / centred.norm(dim=1, keepdim=True)
+    assert torch.allclose(model.prototypes, expected, atol=1e-6)
+    assert torch.allclose(model.student.head.weight, expected, atol=1e-6)
+    nearest = distiller(head_weights='nearest_etf')
+    nearest.set_prototypes(mu)
+    w = nearest.student.head.weight
+    assert torch.allclose(w @ w.T, etf_gram(K), atol=1e-5)
+    canonical = distiller(head_weights='canonical')
+    initial = canonical.student.head.weight.clone()
+    canonical.set_prototypes(mu)
+    assert torch.equal(canonical.student.head.weight, initial)
+    with pytest.raises(ValueError, match=r'\(6, 32\).*another dataset'):
+        model.set_prototypes(torch.randn(K + 1, 32))
+
+
+def test_loss_without_prototypes_says_which_hook():
+    model = distiller()
+    inputs, samples, _ = batch()
+    with pytest.raises(RuntimeError, match='TeacherPrototypeHook'):
+        model(inputs, samples, mode='loss')
+
+
+def test_plug_in_mode_with_linear_head_and_projector():
+    model = distiller(
+        student=classifier(2),
+        projector=dict(type='Projector', in_channels=16, out_channels=32),
+        distill_losses=dict(
+            loss_nc1=dict(type='PrototypeAlignLoss'),
+            loss_nc2=dict(type='ETFStructureLoss', target='etf')))
+    ready(model).train()
+    inputs, samples, _ = batch()
+    losses = model(inputs, samples, mode='loss')
+    model.parse_losses(losses)[0].backward()
+    assert model.projector.parameters().__next__().grad is not None
+
+
+def test_prototype_cosine_kd_target():
+    model = ready(distiller(kd_target='prototype_cosine'))
+    t = torch.randn(4, 32)
+    logits = model.teacher_logits(None, t)
+    centred = torch.nn.functional.normalize(t - model.teacher_global_mean)
+    expected = model.student.head.scale * centred @ model.prototypes.T
+    assert torch.allclose(logits, expected, atol=1e-5)
+    assert logits.abs().max() <= model.student.head.scale + 1e-5
+
+
+@pytest.mark.parametrize('head_weights', ['teacher', 'nearest_etf'])
+def test_zero_norm_teacher_features_full_step_finite(head_weights):
+    """A dead teacher (all features zero): zero prototypes, zero head
+    weights; every loss and gradient stays finite."""
+    model = all_losses_distiller(
+        head_weights=head_weights, kd_target='prototype_cosine')
+    model.set_prototypes(torch.zeros(K, D_T))
+    assert torch.equal(model.prototypes, torch.zeros(K, D_T))
+    assert torch.isfinite(model.student.head.weight).all()
+
+    def dead(inputs, stage='neck'):
+        return (torch.zeros(inputs.shape[0], D_T), )
+
+    model.teacher.extract_feat = dead
+    model.train()
+    inputs, samples = labelled_batch([0, 1, 2, 3, 4, 5, 0, 1])
+    assert_finite_step(model, model(inputs, samples, mode='loss'))
+
+
+def _cpu_autocast_dtypes():
+    dtypes = [torch.bfloat16]
+    try:
+        with torch.autocast('cpu', dtype=torch.float16):
+            torch.ones(2, 2) @ torch.ones(2, 2)
+        dtypes.append(torch.float16)
+    except (RuntimeError, ValueError):  # CPU autocast without fp16
+        pass
+    return dtypes
+
+
+@pytest.mark.parametrize('dtype', _cpu_autocast_dtypes(), ids=str)
+def test_autocast_steps_finite_and_etf_cosine_in_fp32(dtype):
+    model = ready_to_train(all_losses_distiller())
+    inputs, samples = labelled_batch([0, 1, 2, 3, 4, 5, 0, 1])
+    with torch.autocast('cpu', dtype=dtype):
+        losses = model(inputs, samples, mode='loss')
+        feats = model.student.extract_feat(inputs)
+        logits = model.student.head(feats)
+    assert feats[-1].dtype == dtype  # the network ran in low precision
+    assert logits.dtype == torch.float32  # the cosine did not
+    head = model.student.head
+    expected = head.scale * (
+        F.normalize(feats[-1].float(), dim=1) @ F.normalize(
+            head.weight.float(), dim=1).T)
+    torch.testing.assert_close(logits, expected, rtol=1e-6, atol=1e-6)
+    assert_finite_step(model, losses)  # float32 losses, finite gradients
+    for loss in (PrototypeAlignLoss(), KDLoss()):
+        with torch.autocast('cpu', dtype=dtype):
+            x = torch.randn(4, D_T).to(dtype)
+            value = (
+                loss(x, torch.tensor([0, 1, 2, 3]), unit_prototypes())
+                if isinstance(loss, PrototypeAlignLoss) else loss(
+                    torch.randn(4, K).to(dtype), torch.randn(4, K)))
+        assert value.dtype == torch.float32 and torch.isfinite(value)
