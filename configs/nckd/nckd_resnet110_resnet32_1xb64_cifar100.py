@@ -1,6 +1,5 @@
-_base_ = [
-    '../kd/kd_resnet110_resnet32_1xb64_cifar100.py', '../_base_/models/nckd.py'
-]
+_base_ = ['../kd/kd_resnet110_resnet32_1xb64_cifar100.py',
+          '../_base_/models/nckd.py']
 model = dict(
     type='NCKDDistiller',
     projector=dict(

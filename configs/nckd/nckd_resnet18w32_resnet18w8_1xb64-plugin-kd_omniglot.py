@@ -1,7 +1,5 @@
-_base_ = [
-    '../kd/kd_resnet18w32_resnet18w8_1xb64_omniglot.py',
-    '../_base_/models/nckd.py'
-]
+_base_ = ['../kd/kd_resnet18w32_resnet18w8_1xb64_omniglot.py',
+          '../_base_/models/nckd.py']
 model = dict(
     type='NCKDDistiller',
     projector=dict(

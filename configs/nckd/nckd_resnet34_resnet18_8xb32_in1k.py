@@ -1,6 +1,5 @@
-_base_ = [
-    '../kd/kd_resnet34_resnet18_8xb32_in1k.py', '../_base_/models/nckd.py'
-]
+_base_ = ['../kd/kd_resnet34_resnet18_8xb32_in1k.py',
+          '../_base_/models/nckd.py']
 model = dict(
     type='NCKDDistiller',
     projector=dict(type='Projector', in_channels=512, out_channels=512),

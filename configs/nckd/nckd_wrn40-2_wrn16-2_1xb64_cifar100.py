@@ -1,17 +1,12 @@
-_base_ = [
-    '../kd/kd_wrn40-2_wrn16-2_1xb64_cifar100.py', '../_base_/models/nckd.py'
-]
+_base_ = ['../kd/kd_wrn40-2_wrn16-2_1xb64_cifar100.py',
+          '../_base_/models/nckd.py']
 model = dict(
     type='NCKDDistiller',
     kd_target='prototype_cosine',
     student=dict(
-        neck=dict(
-            _delete_=True,
-            type='Projector',
-            in_channels=128,
-            out_channels=128,
-            mode='mlp'),
-        head=dict(
-            _delete_=True, type='ETFHead', num_classes=100, in_channels=128)),
+        neck=dict(_delete_=True, type='Projector', in_channels=128,
+                  out_channels=128, mode='mlp'),
+        head=dict(_delete_=True, type='ETFHead', num_classes=100,
+                  in_channels=128)),
     distill_losses={{_base_.nckd_losses}})
 val_evaluator = test_evaluator = {{_base_.nckd_evaluator}}
