@@ -66,6 +66,14 @@ def merge_args(cfg, args):
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.amp:
+        from mmengine.device import (is_cuda_available, is_mlu_available,
+                                     is_npu_available)
+        if not (is_cuda_available() or is_npu_available()
+                or is_mlu_available()):
+            raise SystemExit(
+                '--amp needs a GPU (or NPU/MLU): mmengine\'s AmpOptimWrapper '
+                'autocasts to float16 with a loss scaler on such a device '
+                'only. Train without --amp on a CPU.')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tool_utils import (ENV, REPO, STUDENT, evaluate, run, top1, train,
-                        write_config)
+from tool_utils import (ENV, REPO, STUDENT, evaluate, load_tool, run, top1,
+                        train, write_config)
 
 pytestmark = pytest.mark.slow
 
@@ -215,3 +215,16 @@ def test_resume_equivalence_two_processes(nckd_cfg, tmp_path):
         assert 'Model state identical on 2 ranks' in out
         assert 'Model state differs' not in out
     assert_equivalent(tmp_path, out_b, iters_per_epoch=4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU supports --amp')
+def test_amp_without_gpu_is_a_clear_error(tmp_path):
+    from mmengine.config import Config
+    train_tool = load_tool('tools/train.py')
+    config = 'configs/kd/kd_resnet18w32_resnet18w8_1xb64_omniglot.py'
+    args = train_tool.parse_args(
+        [config, '--amp', '--work-dir',
+         str(tmp_path / 'w')])
+    with pytest.raises(SystemExit, match='--amp needs a GPU'):
+        train_tool.merge_args(Config.fromfile(REPO / config), args)
+    assert not (tmp_path / 'w').exists()
