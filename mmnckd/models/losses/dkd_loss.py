@@ -5,7 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
-from .utils import fp32_context, label_weights
+from .utils import check_loss_weight, fp32_context, label_weights
 
 # What the reference implementation subtracts from the target logit (after
 # dividing by tau) to remove it from the non-target softmax.
@@ -85,7 +85,7 @@ class DKDLoss(nn.Module):
         self.beta = beta
         self.tau = tau
         self.warmup_epochs = warmup_epochs
-        self.loss_weight = loss_weight
+        self.loss_weight = check_loss_weight('DKDLoss', loss_weight)
 
     def warmup_factor(self, epoch: Optional[int]) -> float:
         """``min((epoch + 1) / warmup_epochs, 1)``; 1 if disabled/unknown."""

@@ -8,7 +8,7 @@ from mmpretrain.registry import MODELS
 
 from mmnckd.models.utils import etf_gram
 from .gram_distance import gram_distance
-from .utils import NORM_EPS, fp32_context, label_weights
+from .utils import NORM_EPS, check_loss_weight, fp32_context, label_weights
 
 
 @MODELS.register_module()
@@ -120,7 +120,7 @@ class ETFStructureLoss(nn.Module):
             raise ValueError(f'feat_dim must be >= 1, got {feat_dim}.')
         self.num_classes = num_classes
         self.feat_dim = feat_dim
-        self.loss_weight = loss_weight
+        self.loss_weight = check_loss_weight('ETFStructureLoss', loss_weight)
         self.momentum = momentum
         self.target = target
         self.reduction = reduction

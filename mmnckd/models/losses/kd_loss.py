@@ -3,7 +3,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
-from .utils import fp32_context
+from .utils import check_loss_weight, fp32_context
 
 
 @MODELS.register_module()
@@ -32,7 +32,7 @@ class KDLoss(nn.Module):
         if tau <= 0:
             raise ValueError(f'tau must be > 0, got {tau}.')
         self.tau = tau
-        self.loss_weight = loss_weight
+        self.loss_weight = check_loss_weight('KDLoss', loss_weight)
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:

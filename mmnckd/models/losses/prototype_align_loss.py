@@ -3,7 +3,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
-from .utils import NORM_EPS, fp32_context, label_weights
+from .utils import NORM_EPS, check_loss_weight, fp32_context, label_weights
 
 
 @MODELS.register_module()
@@ -56,7 +56,7 @@ class PrototypeAlignLoss(nn.Module):
         if contrast_weight < 0:
             raise ValueError(
                 f'contrast_weight must be >= 0, got {contrast_weight}.')
-        self.loss_weight = loss_weight
+        self.loss_weight = check_loss_weight('PrototypeAlignLoss', loss_weight)
         self.contrast_weight = contrast_weight
         self.tau = tau
 

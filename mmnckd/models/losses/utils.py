@@ -69,3 +69,15 @@ def fp32_context(device: torch.device):
         return torch.autocast(device_type=device.type, enabled=False)
     except (RuntimeError, ValueError):  # device type without autocast support
         return contextlib.nullcontext()
+
+
+def check_loss_weight(loss: str, loss_weight: float) -> float:
+    """``loss_weight`` if it is a finite number >= 0, else a ValueError that
+    names the loss and the value (a negative weight would train the student
+    away from the teacher)."""
+    weight = float(loss_weight)
+    if not weight >= 0 or weight == float('inf'):
+        raise ValueError(
+            f'{loss}: loss_weight must be a finite number >= 0, got '
+            f'{loss_weight!r}; set 0 to switch the term off.')
+    return weight

@@ -88,3 +88,21 @@ def test_zero_norm_student_features_losses_and_head_finite():
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(feats.grad).all()
     assert torch.isfinite(head.log_scale.grad)
+
+
+@pytest.mark.parametrize(
+    'loss_type',
+    ['PrototypeAlignLoss', 'ETFStructureLoss', 'KDLoss', 'DKDLoss'])
+@pytest.mark.parametrize('weight', [-0.5, float('nan'), float('inf')])
+def test_loss_weight_must_be_finite_and_non_negative(loss_type, weight):
+    from mmpretrain.registry import MODELS
+
+    import mmnckd  # noqa: F401
+    cfg = dict(type=loss_type, loss_weight=weight)
+    if loss_type == 'ETFStructureLoss':
+        cfg.update(num_classes=4, feat_dim=8)
+    with pytest.raises(
+            ValueError, match=rf'{loss_type}: loss_weight must be .*{weight}'):
+        MODELS.build(cfg)
+    cfg['loss_weight'] = 0.0  # switched off is fine
+    assert MODELS.build(cfg).loss_weight == 0.0
