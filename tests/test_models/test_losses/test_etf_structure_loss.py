@@ -374,3 +374,16 @@ def test_etf_memory_distributed(tmp_path):
         alone(*step[0], protos)
     assert not torch.allclose(alone.memory, ref.memory)
     assert os.listdir(tmp_path)
+
+
+def test_memory_momentum_weights_the_old_value():
+    """memory = momentum * old + (1 - momentum) * batch mean, pinned with an
+    asymmetric momentum (swapping the two factors gives another value)."""
+    crit = ETFStructureLoss(3, 2, momentum=0.8, target='etf').train()
+    crit(torch.tensor([[1., 0.], [3., 0.], [0., 1.]]), torch.tensor([0, 0, 1]))
+    assert torch.equal(crit.memory[0], torch.tensor([2., 0.]))  # first: mean
+    crit(torch.tensor([[0., 4.], [5., 5.]]), torch.tensor([0, 2]))
+    assert torch.allclose(crit.memory[0], torch.tensor([1.6, 0.8]))
+    assert torch.equal(crit.memory[1], torch.tensor([0., 1.]))  # not in batch
+    assert torch.equal(crit.memory[2], torch.tensor([5., 5.]))
+    assert crit.memory_valid.tolist() == [True, True, True]
