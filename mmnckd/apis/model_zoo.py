@@ -15,6 +15,7 @@ any working directory. ``Weights`` may also be an http(s) URL (downloaded to
 the torch hub cache and loaded under ``weights_only=True``).
 """
 import os.path as osp
+import re
 from typing import List, Optional
 
 _PKG_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -118,7 +119,7 @@ def resolve_weights(weights: Optional[str],
     """
     if weights is None or '://' in weights:
         return weights
-    if osp.isabs(weights):
+    if osp.isabs(weights) or re.match(r'^[A-Za-z]:[\\/]', weights):
         raise ValueError(
             f'Model {name!r}: Weights {weights!r} is an absolute path; a '
             f'metafile must give weights relative to the directory of '

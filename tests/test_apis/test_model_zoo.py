@@ -92,7 +92,8 @@ def test_metafile_schema(path):
 FIELD = r'[a-z0-9]+(?:[-.][a-z0-9]+)*'
 DISTILLED = re.compile(
     rf'^(?P<algo>{FIELD})_(?P<teacher>{FIELD})_(?P<student>{FIELD})_'
-    rf'(?P<gpus>\d+)xb(?P<batch>\d+)(?:-{FIELD})?_(?P<data>{FIELD})$')
+    rf'(?P<gpus>\d+)xb(?P<batch>\d+)(?:-(?P<variant>{FIELD}))?'
+    rf'_(?P<data>{FIELD})$')
 
 
 def test_model_names():
@@ -115,9 +116,10 @@ def test_every_distillation_config_is_in_a_metafile():
     listed = {Path(m['Config']).stem for _, _, m in all_models()}
     for algo in ('kd', 'dkd', 'nckd'):
         for config in (REPO / 'configs' / algo).glob(f'{algo}_*.py'):
+            match = DISTILLED.match(config.stem)
+            assert match, config
             # variants ('-no-kd', ...) are ablations of a listed model
-            if DISTILLED.match(config.stem) and '-' not in config.stem.split(
-                    '_')[-2].split('xb')[-1]:
+            if match['variant'] is None:
                 assert config.stem in listed, config
 
 

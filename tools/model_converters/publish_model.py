@@ -181,14 +181,10 @@ def weights_entry(out: str, root: str, url: Optional[str] = None) -> str:
 
 
 def check_weights_entry(entry: dict) -> None:
-    """A ``Weights`` value must be a URL or a relative path."""
-    weights = entry.get('Weights')
-    if weights and not re.match(r'^https?://', weights) and (
-            osp.isabs(weights) or re.match(r'^[A-Za-z]:[\\/]', weights)):
-        raise ValueError(
-            f'Weights of {entry.get("Name")!r} is the absolute path '
-            f'{weights!r}: write it relative to the directory of '
-            f'model-index.yml, or as a URL.')
+    """A ``Weights`` value must be a URL or a relative path (the check
+    ``mmnckd.apis.model_zoo`` applies when it registers the zoo)."""
+    from mmnckd.apis.model_zoo import resolve_weights
+    resolve_weights(entry.get('Weights'), REPO, entry.get('Name'))
 
 
 def is_distiller(model) -> bool:
