@@ -75,8 +75,10 @@ PUBLISHED_META = ('dataset_meta', 'epoch', 'iter', 'seed', 'mmengine_version')
 # --------------------------------------------------------------- checkpoint
 def load_checkpoint_file(path: str) -> dict:
     """``torch.load`` under ``weights_only=True`` (mmnckd allow-lists the
-    types mmengine writes into checkpoints)."""
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    types mmengine writes into checkpoints), with errors that name the file
+    when it is missing, empty, truncated or refused."""
+    from mmnckd.utils import safe_torch_load
+    ckpt = safe_torch_load(path, map_location='cpu')
     if not isinstance(ckpt, dict):
         raise ValueError(f'{path} does not hold a checkpoint dict.')
     return ckpt

@@ -19,6 +19,7 @@ from mmengine.utils import ProgressBar
 from mmpretrain.registry import HOOKS
 
 from ...utils.loaders import innermost_dataset, train_pass_loader_cfg
+from ...utils.safe_load import safe_torch_load
 
 
 @HOOKS.register_module()
@@ -88,7 +89,7 @@ class TeacherPrototypeHook(Hook):
         if not osp.isfile(path):
             raise FileNotFoundError(
                 f'TeacherPrototypeHook.load_from={path!r} does not exist.')
-        data = torch.load(path, map_location='cpu', weights_only=True)
+        data = safe_torch_load(path, map_location='cpu')
         if not isinstance(data, dict) or 'class_means' not in data:
             raise ValueError(
                 f'TeacherPrototypeHook.load_from={path!r} is not a prototype '
