@@ -13,14 +13,16 @@ from copy import deepcopy
 import mmengine
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.evaluator import DumpResults
-from mmengine.registry import RUNNERS
+from mmengine.registry import RUNNERS, init_default_scope
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import CheckpointLoader
+from mmpretrain.registry import MODELS
 
 import mmnckd  # noqa: F401  (registers mmnckd and the safe checkpoint types)
 from mmnckd.models.distillers import is_distiller_type
-from mmnckd.utils import (default_work_dir, init_cpu_distributed,
-                          set_dataloader_defaults, shutdown_distributed)
+from mmnckd.utils import (check_finite, check_state_matches, default_work_dir,
+                          init_cpu_distributed, set_dataloader_defaults,
+                          shutdown_distributed, strip_prefix)
 
 
 def parse_args(argv=None):
@@ -105,9 +107,15 @@ def merge_args(cfg, args):
 
 
 def check_checkpoint(cfg, config: str, checkpoint: str) -> None:
-    """Refuse a distiller checkpoint with a plain classifier config and the
-    reverse: mmengine loads checkpoints non-strictly and would only warn
-    about the missing keys, then test randomly initialised weights."""
+    """Refuse a checkpoint that does not fit the config before testing.
+
+    mmengine loads checkpoints non-strictly and would only warn about
+    missing keys, then test randomly initialised weights. Refused: a
+    distiller checkpoint with a plain classifier config and the reverse; a
+    distiller checkpoint whose student weights do not match the config's
+    student exactly (keys and shapes, e.g. a KD checkpoint on an NCKD
+    config); NaN/Inf weights.
+    """
     model_cfg = cfg.model
     if 'TTA' in str(model_cfg.get('type')) and 'module' in model_cfg:
         model_cfg = model_cfg.module
@@ -133,6 +141,21 @@ def check_checkpoint(cfg, config: str, checkpoint: str) -> None:
             f'student first (python tools/model_converters/export_student.py '
             f'DISTILLER_CONFIG {checkpoint} OUT_DIR) and test '
             f'OUT_DIR/<name>_student.py with OUT_DIR/<name>_student.pth.')
+    if is_distiller:
+        # only the student is tested: its weights must match exactly
+        init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+        student = MODELS.build(model_cfg).student
+        check_state_matches(
+            student,
+            strip_prefix(state, 'student.'),
+            f'The student weights ("student.*") of {checkpoint}',
+            'Test a checkpoint with the config it was trained with '
+            '(work_dir/<config name>.py is a copy of it).',
+            ignore=('data_preprocessor.', ))
+    check_finite(
+        state.items(), f'Checkpoint {checkpoint}',
+        'Its training diverged or the file was damaged: test an earlier '
+        'checkpoint of the run (work_dir/epoch_N.pth).')
 
 
 def main(argv=None):

@@ -6,6 +6,8 @@ from .safe_load import (CheckpointDownloadError, CorruptCheckpointError,
                         load_url_weights_only,
                         register_safe_checkpoint_loaders,
                         register_safe_globals, safe_globals, safe_torch_load)
+from .state_check import (check_finite, check_state_matches, names_sha256,
+                          non_finite_entries, strip_prefix, weights_sha256)
 
 __all__ = [
     'register_safe_globals', 'safe_globals',
@@ -13,5 +15,7 @@ __all__ = [
     'download_checkpoint', 'load_url_weights_only', 'UnsafeCheckpointError',
     'CorruptCheckpointError', 'CheckpointDownloadError',
     'init_cpu_distributed', 'set_dataloader_defaults', 'default_work_dir',
-    'shutdown_distributed', 'innermost_dataset', 'train_pass_loader_cfg'
+    'shutdown_distributed', 'innermost_dataset', 'train_pass_loader_cfg',
+    'check_finite', 'check_state_matches', 'non_finite_entries',
+    'strip_prefix', 'weights_sha256', 'names_sha256'
 ]

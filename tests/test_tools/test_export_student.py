@@ -29,3 +29,25 @@ def test_exported_student_matches_the_distiller(nckd_run, tmp_path):
     assert Config.fromfile(student_cfg).model.type == 'ImageClassifier'
     out = evaluate(student_cfg, student_ckpt)
     assert top1(out) == pytest.approx(distiller_top1, abs=1e-6)
+
+
+def test_export_of_mismatched_checkpoint_writes_nothing(nckd_run, tmp_path):
+    """A KD checkpoint with an NCKD config used to export an NCKD student
+    config with KD weights; a failed load left a config without weights."""
+    from test_test import _kd_checkpoint
+    from tool_utils import REPO, load_tool
+    tool = load_tool('tools/model_converters/export_student.py')
+    kd = _kd_checkpoint(tmp_path / 'kd.pth')
+    out = tmp_path / 'export'
+    with pytest.raises(ValueError, match='missing keys: .*head.weight'):
+        tool.export_student(
+            str(REPO /
+                'configs/nckd/nckd_resnet18w32_resnet18w8_1xb64_omniglot.py'),
+            str(kd), str(out))
+    assert not out.exists() or not any(out.iterdir())
+    # a damaged checkpoint: nothing written either
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    cfg, _, _ = nckd_run
+    with pytest.raises(RuntimeError, match='empty.pth.* is empty'):
+        tool.export_student(str(cfg), str(tmp_path / 'empty.pth'), str(out))
+    assert not out.exists() or not any(out.iterdir())

@@ -69,3 +69,67 @@ def test_tools_test_mismatched_config_says_which_to_use(
         for text in expect:
             assert text in proc.stderr, (text, proc.stderr[-2000:])
         assert 'accuracy/top1' not in proc.stdout + proc.stderr
+
+
+def _kd_checkpoint(path):
+    """An (untrained) KD distiller checkpoint of the Omniglot KD config."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(
+        REPO / 'configs/kd/kd_resnet18w32_resnet18w8_1xb64_omniglot.py')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return path
+
+
+@pytest.fixture
+def test_tool():
+    from tool_utils import load_tool
+    return load_tool('tools/test.py')
+
+
+def test_kd_checkpoint_on_nckd_config_lists_the_keys(test_tool, tmp_path):
+    from mmengine.config import Config
+    cfg = 'configs/nckd/nckd_resnet18w32_resnet18w8_1xb64_omniglot.py'
+    ckpt = _kd_checkpoint(tmp_path / 'kd.pth')
+    with pytest.raises(ValueError) as err:
+        test_tool.check_checkpoint(
+            Config.fromfile(REPO / cfg), cfg, str(ckpt))
+    msg = str(err.value)
+    assert 'does not match the model' in msg
+    # the KD student has a linear head, the NCKD one an ETF head + projector
+    assert 'missing keys: ' in msg and 'head.weight' in msg
+    assert 'unexpected keys: ' in msg and 'head.fc.weight' in msg
+    assert 'config it was trained with' in msg
+
+
+def test_nckd_checkpoint_on_kd_config_lists_the_keys(test_tool, nckd_run):
+    from mmengine.config import Config
+    _, work, _ = nckd_run
+    cfg = 'configs/kd/kd_resnet18w32_resnet18w8_1xb64_omniglot.py'
+    with pytest.raises(ValueError, match='missing keys: .*head.fc.weight'):
+        test_tool.check_checkpoint(
+            Config.fromfile(REPO / cfg), cfg, str(work / 'epoch_1.pth'))
+
+
+def test_non_finite_head_row_refused(test_tool, nckd_run, tmp_path):
+    """A NaN row in the head used to test with rc=0 and ``nc3: nan``."""
+    import torch
+    cfg, work, _ = nckd_run
+    ckpt = torch.load(work / 'epoch_1.pth', weights_only=False)
+    ckpt['state_dict']['student.head.weight'][3] = float('nan')
+    torch.save(ckpt, tmp_path / 'nan.pth')
+    from mmengine.config import Config
+    # the matching checkpoint passes ...
+    test_tool.check_checkpoint(
+        Config.fromfile(cfg), str(cfg), str(work / 'epoch_1.pth'))
+    # ... the same one with one NaN row does not, and names the tensor
+    with pytest.raises(ValueError) as err:
+        test_tool.check_checkpoint(
+            Config.fromfile(cfg), str(cfg), str(tmp_path / 'nan.pth'))
+    assert 'student.head.weight (' in str(err.value)
+    assert 'NaN/Inf' in str(err.value)

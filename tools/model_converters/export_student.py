@@ -16,11 +16,14 @@ import os.path as osp
 
 import torch
 from mmengine.config import Config
+from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import CheckpointLoader
+from mmpretrain.registry import MODELS
 
 import mmnckd  # noqa: F401
 from mmnckd.models.distillers import is_distiller_type
 from mmnckd.models.distillers.single_teacher_distiller import resolve_model_cfg
+from mmnckd.utils import check_finite, check_state_matches, strip_prefix
 
 DISTILL_ONLY_HOOKS = ('TeacherPrototypeHook', )
 
@@ -44,23 +47,35 @@ def export_student(config: str, checkpoint: str, out_dir: str):
         hooks.append(dict(type='PreLogitsHook'))
     cfg.custom_hooks = hooks
     name = osp.splitext(osp.basename(config))[0] + '_student'
-    os.makedirs(out_dir, exist_ok=True)
-    cfg_path = osp.join(out_dir, name + '.py')
-    cfg.dump(cfg_path)
 
+    # load and check everything before writing anything
     ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt)
-    student_state = {
-        k[len('student.'):]: v
-        for k, v in state.items() if k.startswith('student.')
-    }
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    student_state = strip_prefix(state, 'student.')
     if not student_state:
         raise ValueError(f'{checkpoint} holds no "student." weights: is it a '
                          f'distiller checkpoint?')
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    check_state_matches(
+        MODELS.build(student),
+        student_state,
+        f'The student weights ("student.*") of {checkpoint}',
+        f'Export a checkpoint with the distiller config it was trained with '
+        f'(work_dir/<config name>.py is a copy of it); nothing was written to '
+        f'{out_dir}.',
+        ignore=('data_preprocessor.', ))
+    check_finite(
+        student_state.items(), f'The student of {checkpoint}',
+        f'Its training diverged or the file was damaged: export an earlier '
+        f'checkpoint of the run; nothing was written to {out_dir}.')
     meta = dict(ckpt.get('meta', {}) or {})
     meta.update(exported_from=osp.abspath(checkpoint))
+
+    os.makedirs(out_dir, exist_ok=True)
+    cfg_path = osp.join(out_dir, name + '.py')
     ckpt_path = osp.join(out_dir, name + '.pth')
     torch.save(dict(meta=meta, state_dict=student_state), ckpt_path)
+    cfg.dump(cfg_path)
     return cfg_path, ckpt_path
 
 
