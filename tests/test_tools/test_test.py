@@ -124,6 +124,7 @@ def test_non_finite_head_row_refused(test_tool, nckd_run, tmp_path):
     ckpt['state_dict']['student.head.weight'][3] = float('nan')
     torch.save(ckpt, tmp_path / 'nan.pth')
     from mmengine.config import Config
+
     # the matching checkpoint passes ...
     test_tool.check_checkpoint(
         Config.fromfile(cfg), str(cfg), str(work / 'epoch_1.pth'))

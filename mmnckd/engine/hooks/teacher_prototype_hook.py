@@ -5,8 +5,13 @@ frozen teacher (eval mode) and the *test* pipeline (no random augmentation).
 The set is sharded over ranks (no padding, no repeats); per-class sums and
 counts are all-reduced, so every rank holds identical prototypes. They are
 stored in the distiller's buffers (``NCKDDistiller.set_prototypes``), hence
-saved in checkpoints: a resumed run finds them and does not recompute.
-Optionally saved to / loaded from a file.
+saved in checkpoints: a resumed run finds them and does not recompute. With
+them go the SHA-256 of the teacher's weights and of the ordered class names:
+restored prototypes of another teacher or class list are refused (or
+recomputed with ``on_stale='recompute'``), restored NaN/Inf values too.
+Before anything, a teacher checkpoint that records its classes is checked
+against the training set's, by name and order. Optionally saved to / loaded
+from a file.
 """
 import os.path as osp
 from typing import Optional
@@ -20,6 +25,7 @@ from mmpretrain.registry import HOOKS
 
 from ...utils.loaders import innermost_dataset, train_pass_loader_cfg
 from ...utils.safe_load import safe_torch_load
+from ...utils.state_check import names_sha256
 
 
 @HOOKS.register_module()
@@ -36,7 +42,12 @@ class TeacherPrototypeHook(Hook):
             (``save_to``); skips the teacher pass.
         save_to (str, optional): Where to save the prototypes, relative to
             the work dir. Defaults to ``teacher_prototypes.pth``; None: no
-            file.
+            file. The file records the teacher's weight digest and the class
+            names, checked when it is loaded.
+        on_stale (str): Prototypes restored by ``--resume``/``load_from``
+            that were computed for another teacher (SHA-256 of its weights)
+            or another class list (names and order): ``'error'`` (default)
+            stops with an error, ``'recompute'`` recomputes them.
         progress (bool): Show a progress bar on rank 0.
     """
 
@@ -48,12 +59,17 @@ class TeacherPrototypeHook(Hook):
                  pipeline: Optional[list] = None,
                  load_from: Optional[str] = None,
                  save_to: Optional[str] = 'teacher_prototypes.pth',
+                 on_stale: str = 'error',
                  progress: bool = True):
+        if on_stale not in ('error', 'recompute'):
+            raise ValueError(f'TeacherPrototypeHook.on_stale must be "error" '
+                             f'or "recompute", got {on_stale!r}.')
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pipeline = pipeline
         self.load_from = load_from
         self.save_to = save_to
+        self.on_stale = on_stale
         self.progress = progress
 
     def before_train(self, runner) -> None:
@@ -63,12 +79,15 @@ class TeacherPrototypeHook(Hook):
             raise TypeError(
                 f'TeacherPrototypeHook needs an NCKDDistiller model, got '
                 f'{type(model).__name__}: remove the hook from custom_hooks.')
-        if bool(model.prototypes_ready):
-            runner.logger.info('Teacher prototypes restored from the '
-                               'checkpoint; not recomputed.')
+        classes = self._classes(runner)
+        model.check_teacher_classes(classes)
+        provenance = (model.teacher_weights_sha256(),
+                      names_sha256(classes) if classes else None)
+        if bool(model.prototypes_ready) and self._restored_ok(
+                runner, model, provenance):
             return
         if self.load_from is not None:
-            class_means = self.load(self.load_from, model)
+            class_means = self.load(self.load_from, model, provenance)
             runner.logger.info(f'Teacher prototypes loaded from '
                                f'{self.load_from}.')
         else:
@@ -79,13 +98,58 @@ class TeacherPrototypeHook(Hook):
                     dict(
                         class_means=class_means.cpu(),
                         counts=counts.cpu(),
-                        classes=list(self._classes(runner) or []),
-                        teacher_ckpt=str(model.teacher_ckpt)), path)
+                        classes=list(classes or []),
+                        teacher_ckpt=str(model.teacher_ckpt),
+                        teacher_sha256=provenance[0],
+                        classes_sha256=provenance[1]), path)
                 runner.logger.info(f'Teacher prototypes saved to {path}.')
-        model.set_prototypes(class_means)
+        model.set_prototypes(class_means, *provenance)
+
+    def _restored_ok(self, runner, model, provenance) -> bool:
+        """Whether prototypes restored by ``--resume``/``load_from`` can be
+        used: finite, and computed for this teacher and class list."""
+        bad = model.non_finite_state()
+        if bad:
+            raise ValueError(
+                f'The checkpoint restored by --resume/load_from has NaN/Inf '
+                f'values in {bad[:8]}: it was saved from a diverged run or '
+                f'damaged. Resume from an earlier checkpoint of the run '
+                f'(work_dir/epoch_N.pth).')
+        stored = model.prototype_provenance
+        stale = [
+            what for what, old, new in zip((
+                'teacher weights',
+                'class names and order'), stored, provenance)
+            if old is not None and new is not None and old != new
+        ]
+        if not stale:
+            if stored[0] is None:
+                runner.logger.warning(
+                    'Teacher prototypes restored from a checkpoint that does '
+                    'not record their teacher and classes; they cannot be '
+                    'checked against this run.')
+            runner.logger.info('Teacher prototypes restored from the '
+                               'checkpoint; not recomputed.')
+            return True
+        what = ' and '.join(stale)
+        if self.on_stale == 'error':
+            raise ValueError(
+                f'The teacher prototypes restored by --resume/load_from were '
+                f'computed for other {what} than this run has (model.'
+                f'teacher_ckpt={model.teacher_ckpt!r}, train_dataloader.'
+                f'dataset). Recompute them: set custom_hooks=[dict(type='
+                f'"TeacherPrototypeHook", on_stale="recompute")], or use the '
+                f'teacher and dataset of that checkpoint.')
+        runner.logger.warning(f'Teacher prototypes restored from the '
+                              f'checkpoint were computed for other {what}: '
+                              f'recomputing them (on_stale="recompute").')
+        return False
 
     @staticmethod
-    def load(path: str, model) -> torch.Tensor:
+    def load(path: str, model, provenance=(None, None)) -> torch.Tensor:
+        """The class means of a prototype file written by ``save_to``,
+        checked against the model's shape and, where the file records them,
+        this run's teacher weights and class names."""
         if not osp.isfile(path):
             raise FileNotFoundError(
                 f'TeacherPrototypeHook.load_from={path!r} does not exist.')
@@ -103,6 +167,16 @@ class TeacherPrototypeHook(Hook):
                 f'shape {got}, but this model needs {expected} (num_classes, '
                 f'teacher feature dim): the file is for another dataset or '
                 f'teacher. Remove load_from to recompute them.')
+        for key, what, current in zip(('teacher_sha256', 'classes_sha256'),
+                                      ('teacher weights', 'class names'),
+                                      provenance):
+            recorded = data.get(key)
+            if recorded and current and recorded != current:
+                raise ValueError(
+                    f'TeacherPrototypeHook.load_from={path!r} was computed '
+                    f'for other {what} than this run has (model.teacher_ckpt'
+                    f'={model.teacher_ckpt!r}, train_dataloader.dataset): '
+                    f'remove load_from to recompute them.')
         return data['class_means']
 
     @staticmethod

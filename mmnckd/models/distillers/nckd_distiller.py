@@ -16,12 +16,13 @@ space, ``s * cos(t - mu_G, p_k)`` (§8).
 """
 import math
 import warnings
-from typing import List
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
+from ...utils.state_check import non_finite_entries
 from ..utils import nearest_simplex_etf
 from .single_teacher_distiller import SingleTeacherDistiller
 
@@ -63,6 +64,12 @@ class NCKDDistiller(SingleTeacherDistiller):
         self.register_buffer('teacher_global_mean', torch.zeros(d))
         self.register_buffer('prototypes', torch.zeros(K, d))
         self.register_buffer('prototypes_ready', torch.tensor(False))
+        # provenance: SHA-256 of the teacher weights and of the ordered class
+        # names the prototypes were computed for (zeros: not recorded)
+        self.register_buffer('prototype_teacher_sha256',
+                             torch.zeros(32, dtype=torch.uint8))
+        self.register_buffer('prototype_classes_sha256',
+                             torch.zeros(32, dtype=torch.uint8))
 
     def _check_etf_head(self) -> None:
         """An ETF head fed by ``P`` has the teacher's width, and the student
@@ -100,25 +107,54 @@ class NCKDDistiller(SingleTeacherDistiller):
                 or (self._etf_head and self.head_weights != 'canonical')
                 or self.kd_target == 'prototype_cosine')
 
+    @staticmethod
+    def _hex(buffer: torch.Tensor) -> Optional[str]:
+        return None if not bool(buffer.any()) else bytes(
+            buffer.cpu().tolist()).hex()
+
+    @property
+    def prototype_provenance(self) -> Tuple[Optional[str], Optional[str]]:
+        """``(teacher weights SHA-256, class names SHA-256)`` the current
+        prototypes were computed for; None where not recorded."""
+        return (self._hex(self.prototype_teacher_sha256),
+                self._hex(self.prototype_classes_sha256))
+
+    def non_finite_state(self) -> List[str]:
+        """The prototype buffers and student tensors holding NaN/Inf."""
+        return non_finite_entries((k, v) for k, v in self.state_dict().items()
+                                  if not k.startswith('teacher.'))
+
     @torch.no_grad()
-    def set_prototypes(self, class_means: torch.Tensor) -> None:
+    def set_prototypes(self,
+                       class_means: torch.Tensor,
+                       teacher_sha256: Optional[str] = None,
+                       classes_sha256: Optional[str] = None) -> None:
         """Store the teacher class means ``mu_k``, derive ``P`` and apply
-        the head weights."""
+        the head weights; record which teacher and class list they are for
+        (hex SHA-256 digests, see :meth:`prototype_provenance`)."""
         K, d = self.num_classes, self.teacher_feat_dim
         if tuple(class_means.shape) != (K, d):
             raise ValueError(
                 f'Teacher prototypes must be ({K}, {d}) = (num_classes, '
                 f'teacher feature dim), got {tuple(class_means.shape)}: '
                 f'they were computed for another dataset or teacher.')
-        if not torch.isfinite(class_means).all():
-            raise ValueError('Teacher prototypes contain NaN/Inf: check the '
-                             'teacher checkpoint.')
+        bad = non_finite_entries([('teacher class means', class_means)])
+        if bad:
+            raise ValueError(f'Teacher prototypes contain NaN/Inf ({bad[0]}):'
+                             f' check the teacher checkpoint.')
         mu = class_means.to(self.teacher_class_means)
         mu_g = mu.mean(0)
         self.teacher_class_means.copy_(mu)
         self.teacher_global_mean.copy_(mu_g)
         self.prototypes.copy_(F.normalize(mu - mu_g, dim=1, eps=1e-12))
         self.prototypes_ready.fill_(True)
+        for buffer, digest in ((self.prototype_teacher_sha256, teacher_sha256),
+                               (self.prototype_classes_sha256,
+                                classes_sha256)):
+            buffer.copy_(
+                torch.tensor(
+                    list(bytes.fromhex(digest)) if digest else [0] * 32,
+                    dtype=torch.uint8))
         if self._etf_head and self.head_weights != 'canonical':
             weight = self.prototypes
             if self.head_weights == 'nearest_etf':

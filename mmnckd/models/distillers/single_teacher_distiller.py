@@ -31,6 +31,7 @@ from mmengine.model import BaseModel
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmpretrain.registry import MODELS
 
+from ...utils.state_check import weights_sha256
 from ..utils import attach_features
 
 
@@ -170,6 +171,9 @@ class SingleTeacherDistiller(BaseModel):
         self.teacher.requires_grad_(False)
         self.teacher.eval()
         self.teacher_ckpt = teacher_ckpt
+        #: the class names the teacher checkpoint's meta records, if any
+        self.teacher_classes: Optional[tuple] = None
+        self._classes_checked = False
         self.save_teacher = save_teacher
         self.predict_features = predict_features
 
@@ -331,9 +335,50 @@ class SingleTeacherDistiller(BaseModel):
                 f'trained with.')
         state = {k: v for k, v in state.items() if k in own}
         self.teacher.load_state_dict(state, strict=False)
+        meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else {}
+        classes = (meta.get('dataset_meta') or {}).get('classes')
+        self.teacher_classes = tuple(classes) if classes else None
         self.teacher.eval()
         MMLogger.get_current_instance().info(
             f'Loaded teacher weights from {filename}')
+
+    def teacher_weights_sha256(self) -> str:
+        """SHA-256 of the teacher's current weights (names, shapes,
+        bytes): identifies the teacher whatever file it came from."""
+        return weights_sha256(
+            self.teacher.state_dict(), skip=('data_preprocessor.', ))
+
+    def check_teacher_classes(self, classes) -> None:
+        """Refuse a training set whose class names (by name and order)
+        differ from those the teacher checkpoint records.
+
+        Only checked when both are known: the checkpoint's
+        ``meta.dataset_meta.classes`` (mmengine writes it) and the training
+        set's ``metainfo['classes']``.
+        """
+        self._classes_checked = True
+        if not self.teacher_classes or not classes:
+            return
+        classes = tuple(classes)
+        if classes == self.teacher_classes:
+            return
+        diff = [
+            f'{i}: {t!r} (teacher) vs {c!r} (training set)'
+            for i, (t, c) in enumerate(zip(self.teacher_classes, classes))
+            if t != c
+        ]
+        if len(classes) != len(self.teacher_classes):
+            diff.append(f'{len(self.teacher_classes)} classes (teacher) vs '
+                        f'{len(classes)} (training set)')
+        raise ValueError(
+            f'The teacher checkpoint model.teacher_ckpt='
+            f'{self.teacher_ckpt!r} was trained on other classes than '
+            f'train_dataloader.dataset, by name and order: '
+            f'{"; ".join(diff[:5])}{" ..." if len(diff) > 5 else ""}. The '
+            f'teacher\'s class k must be the training set\'s class k: give '
+            f'the dataset the teacher\'s classes (e.g. its `classes=` '
+            f'argument in that order) or use a teacher trained on these '
+            f'classes.')
 
     @staticmethod
     def _drop_teacher_state(module, state_dict, prefix, local_metadata):
@@ -399,6 +444,10 @@ class SingleTeacherDistiller(BaseModel):
     def loss(self, inputs: torch.Tensor, data_samples: List) -> dict:
         """The student's own losses (``student.*``) and the distillation
         losses (``distill.*``) of one batch."""
+        message_hub = MessageHub.get_current_instance()
+        if not self._classes_checked:
+            meta = message_hub.get_info('dataset_meta') or {}
+            self.check_teacher_classes(meta.get('classes'))
         needed = self.needed_inputs
         t_feats = t_logits = None
         if needed & {'teacher_logits', 'teacher_feats'}:
@@ -411,7 +460,7 @@ class SingleTeacherDistiller(BaseModel):
             student_losses = self.student.loss(inputs, data_samples)
         losses = {f'student.{k}': v for k, v in student_losses.items()}
         if not self.distill_losses:
-            return losses
+            return self._check_finite_losses(losses)
         z = None
         if 'z' in needed:
             z = self.student.head.pre_logits(record.feats)
@@ -423,11 +472,36 @@ class SingleTeacherDistiller(BaseModel):
             student_logits=record.logits,
             teacher_logits=t_logits,
             teacher_feats=t_feats,
-            epoch=MessageHub.get_current_instance().get_info('epoch', 0),
+            epoch=message_hub.get_info('epoch', 0),
             **self.extra_loss_inputs())
         for name, loss_module in self.distill_losses.items():
             kwargs = {a: available[a] for a in self._loss_args[name]}
             losses[f'distill.{name}'] = loss_module(**kwargs)
+        return self._check_finite_losses(losses)
+
+    @staticmethod
+    def _check_finite_losses(losses: dict) -> dict:
+        """Stop at the first NaN/Inf loss, naming it, before the optimizer
+        step and before anything is saved (one device sync per step, as
+        logging the losses already costs)."""
+        values = [
+            torch.as_tensor(v).detach().float().sum()
+            for k, v in losses.items() if 'loss' in k
+        ]
+        if values and not bool(torch.isfinite(torch.stack(values)).all()):
+            hub = MessageHub.get_current_instance()
+            bad = {
+                k: float(torch.as_tensor(v).detach().float().sum())
+                for k, v in losses.items() if 'loss' in k
+                and not torch.isfinite(torch.as_tensor(v).detach()).all()
+            }
+            raise FloatingPointError(
+                f'Non-finite loss at epoch {hub.get_info("epoch", 0)}, '
+                f'iteration {hub.get_info("iter", 0)}: {bad}. Training '
+                f'stopped before this step was applied or saved. Lower the '
+                f'learning rate or that loss\'s loss_weight, and check the '
+                f'teacher checkpoint and the inputs; resume from the last '
+                f'checkpoint (--resume) once fixed.')
         return losses
 
     def predict(self, inputs: torch.Tensor, data_samples=None):
