@@ -10,6 +10,8 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
+    # every process's random state in the checkpoints: bit-exact --resume
+    random_state=dict(type='RandomStateHook'),
 )
 
 env_cfg = dict(
