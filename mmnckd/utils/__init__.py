@@ -6,6 +6,9 @@ from .safe_load import (CheckpointDownloadError, CorruptCheckpointError,
                         load_url_weights_only,
                         register_safe_checkpoint_loaders,
                         register_safe_globals, safe_globals, safe_torch_load)
+from .single_sample_batches import (batch_norm_layers,
+                                    check_batch_norm_batches,
+                                    single_sample_batch)
 
 __all__ = [
     'register_safe_globals', 'safe_globals',
@@ -13,5 +16,6 @@ __all__ = [
     'download_checkpoint', 'load_url_weights_only', 'UnsafeCheckpointError',
     'CorruptCheckpointError', 'CheckpointDownloadError',
     'init_cpu_distributed', 'set_dataloader_defaults', 'default_work_dir',
-    'shutdown_distributed', 'innermost_dataset', 'train_pass_loader_cfg'
+    'shutdown_distributed', 'innermost_dataset', 'train_pass_loader_cfg',
+    'check_batch_norm_batches', 'batch_norm_layers', 'single_sample_batch'
 ]
