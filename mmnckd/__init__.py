@@ -2,7 +2,9 @@
 
 ``import mmnckd`` (or ``custom_imports=dict(imports=['mmnckd'])`` in a config)
 registers every mmnckd class into mmpretrain's registries (MODELS, HOOKS,
-METRICS, DATASETS) and mmnckd's model zoo (``model-index.yml``) with
+METRICS, DATASETS), the ``'atomic_local'`` file backend (all-or-nothing
+checkpoint writes, see :mod:`mmnckd.engine.fileio`) with mmengine's
+``register_backend``, and mmnckd's model zoo (``model-index.yml``) with
 mmpretrain's ``ModelHub``; it allow-lists the types mmengine writes into
 checkpoints and makes every mmengine ``CheckpointLoader`` scheme (local paths,
 http(s) URLs, ...) load with ``weights_only=True`` (URLs are downloaded to the

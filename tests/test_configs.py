@@ -110,6 +110,10 @@ def test_config_types_are_registered(path):
         assert HOOKS.get(hook['type']) is not None, hook['type']
     for hook in (cfg.get('default_hooks') or {}).values():
         assert HOOKS.get(hook['type']) is not None, hook['type']
+    # checkpoints are written atomically (no partial epoch_N.pth on a full
+    # disk): mmnckd.engine.fileio.AtomicLocalBackend
+    assert cfg.default_hooks.checkpoint.backend_args == dict(
+        backend='atomic_local')
     assert OPTIMIZERS.get(cfg.optim_wrapper.optimizer.type) is not None
     schedulers = cfg.param_scheduler
     if isinstance(schedulers, dict):

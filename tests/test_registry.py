@@ -15,6 +15,8 @@ def test_registry_has_stock_and_mmnckd_types():
     assert METRICS.get('NCMetric') is not None
     for name in ('Omniglot', 'FashionMNISTIDX'):
         assert DATASETS.get(name) is not None, name
+    from mmengine.fileio.backends import backends
+    assert backends['atomic_local'].__name__ == 'AtomicLocalBackend'
     model = MODELS.build(
         dict(
             type='ImageClassifier',

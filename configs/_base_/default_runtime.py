@@ -7,7 +7,15 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2),
+    # 'atomic_local' (mmnckd.engine.fileio.AtomicLocalBackend, registered
+    # by the custom import below): a checkpoint is written to a temporary
+    # file and renamed into place, so a full disk never leaves a partial
+    # epoch_N.pth; the error names the file and the bytes needed and free.
+    checkpoint=dict(
+        type='CheckpointHook',
+        interval=1,
+        max_keep_ckpts=2,
+        backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
     # every process's random state in the checkpoints: bit-exact --resume

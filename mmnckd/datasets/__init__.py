@@ -1,4 +1,4 @@
 from .fashion_mnist import FashionMNISTIDX
-from .omniglot import Omniglot
+from .omniglot import CorruptOmniglotError, Omniglot
 
-__all__ = ['Omniglot', 'FashionMNISTIDX']
+__all__ = ['Omniglot', 'FashionMNISTIDX', 'CorruptOmniglotError']

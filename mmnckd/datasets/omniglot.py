@@ -1,9 +1,11 @@
 """Omniglot "background small" subset as an in-memory classification set."""
+import hashlib
 import io
 import os.path as osp
 import re
 import warnings
 import zipfile
+import zlib
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -34,6 +36,13 @@ OMNIGLOT_SMALL_CLASSES = tuple(
 
 OMNIGLOT_ZIPS = ('images_background_small1.zip',
                  'images_background_small2.zip')
+#: SHA256 of the published zips (the table of ``data/omniglot/README.md``).
+OMNIGLOT_SHA256 = {
+    'images_background_small1.zip':
+    'f38eb80f801274ac2b4dff5b24289016bfaba4a7d5bb50deebf27104ad6cb8a4',
+    'images_background_small2.zip':
+    '3ccaa407515a8778e5d0861875af38b17e418f301ad5bb3b5a6b65d901a41c7f',
+}
 NUM_DRAWERS = 20
 
 _HOW_TO_GET = (
@@ -46,6 +55,68 @@ _HOW_TO_GET = (
 
 # ``Alphabet/characterNN/XXXX_DD.png`` where DD is the drawer number.
 _MEMBER_RE = re.compile(r'^([^/]+)/(character\d+)/\d+_(\d+)\.png$')
+
+
+class CorruptOmniglotError(ValueError):
+    """An Omniglot zip, or a PNG in it, that cannot be read.
+
+    Raised for a zip that is not a (complete) zip file, a member whose
+    compressed bytes fail to inflate or their CRC-32, and a member PIL cannot
+    decode. The message names the zip, the member, the original error and
+    the zip's SHA256 against the published one, and says to re-download it.
+    """
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _corrupt(path: str, member: Optional[str],
+             err: BaseException) -> CorruptOmniglotError:
+    """The error for an unreadable zip (``member`` None) or member."""
+    where = repr(path) if member is None else (
+        f'member {member!r} of {path!r}')
+    try:
+        actual = _sha256(path)
+    except OSError as e:
+        actual = f'unknown ({e})'
+    expected = OMNIGLOT_SHA256[osp.basename(path)]
+    kind = type(err).__qualname__
+    if type(err).__module__ != 'builtins':  # zlib.error, zipfile.BadZipFile
+        kind = f'{type(err).__module__}.{kind}'
+    what = f'Omniglot: cannot read {where} ({kind}: {err})'
+    if actual == expected:
+        return CorruptOmniglotError(
+            f'{what}. The zip is intact (its sha256 {actual} is the published '
+            f'one, data/omniglot/README.md), so this Python\'s zlib or PIL '
+            f'failed to read it: check the Pillow installation (`pip install '
+            f'--force-reinstall pillow`).')
+    return CorruptOmniglotError(
+        f'{what}; its sha256 is {actual}, the published file has {expected} '
+        f'(data/omniglot/README.md): the file is damaged or not the '
+        f'published one. Re-download the zip (in a clone of mmnckd: `git '
+        f'checkout -- data/omniglot`) and check its sha256 (`sha256sum '
+        f'{path}`) against data/omniglot/README.md. {_HOW_TO_GET}')
+
+
+def _read_png(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str,
+              image_size: int) -> np.ndarray:
+    """Inflate and decode one member, naming the zip and member on error."""
+    try:
+        png = zf.read(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        # bad CRC-32 / local header, corrupt or cut-off deflate stream
+        raise _corrupt(path, info.filename, e) from e
+    try:
+        return _decode(png, image_size)
+    except (OSError, SyntaxError, ValueError, zlib.error) as e:
+        # PIL: UnidentifiedImageError (an OSError) for bytes that are no
+        # image, OSError / SyntaxError for a broken PNG stream
+        raise _corrupt(path, info.filename, e) from e
 
 
 class _OmniglotArrays(NamedTuple):
@@ -89,7 +160,11 @@ def _load_omniglot_arrays(data_root: str, image_size: int) -> _OmniglotArrays:
     samples: Dict[Tuple[int, int], np.ndarray] = {}
     seen: Dict[str, Tuple[str, int]] = {}  # in-zip path -> (zip, crc)
     for path in zip_paths:
-        with zipfile.ZipFile(path) as zf:
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, EOFError) as e:
+            raise _corrupt(path, None, e) from e
+        with zf:
             for info in zf.infolist():
                 if info.is_dir():
                     continue
@@ -122,7 +197,7 @@ def _load_omniglot_arrays(data_root: str, image_size: int) -> _OmniglotArrays:
                         f'Unexpected Omniglot image {info.filename!r} in '
                         f'{path!r}: drawer must be unique per character and '
                         f'in 1..{NUM_DRAWERS}.')
-                samples[sample_key] = _decode(zf.read(info), image_size)
+                samples[sample_key] = _read_png(zf, info, path, image_size)
 
     expected = len(OMNIGLOT_SMALL_CLASSES) * NUM_DRAWERS
     if len(samples) != expected:
@@ -179,6 +254,9 @@ class Omniglot(BaseDataset):
     pipeline of only ``PackInputs`` yields a ``1 x H x W`` tensor. The
     decoded arrays are cached per ``(data_root, image_size)`` in the process,
     so building the train and the test set decodes the zips only once.
+    A zip that is damaged (not a complete zip, a member that fails to
+    inflate or its CRC-32, a member that is no PNG) raises
+    :class:`CorruptOmniglotError` naming the zip and the member.
 
     Args:
         data_root (str): The directory holding both zips.
@@ -247,4 +325,4 @@ class Omniglot(BaseDataset):
         ]
 
 
-__all__ = ['Omniglot', 'OMNIGLOT_SMALL_CLASSES']
+__all__ = ['Omniglot', 'OMNIGLOT_SMALL_CLASSES', 'CorruptOmniglotError']

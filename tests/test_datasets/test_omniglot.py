@@ -1,14 +1,19 @@
 """The embedded Omniglot dataset (242 classes of the two small background
 sets)."""
+import hashlib
 import shutil
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import UnidentifiedImageError
 
-from mmnckd.datasets import Omniglot
-from mmnckd.datasets.omniglot import OMNIGLOT_SMALL_CLASSES
+from mmnckd.datasets import CorruptOmniglotError, Omniglot
+from mmnckd.datasets.omniglot import (OMNIGLOT_SHA256, OMNIGLOT_SMALL_CLASSES,
+                                      OMNIGLOT_ZIPS)
 
 
 @pytest.fixture(scope='module')
@@ -158,3 +163,136 @@ def test_omniglot_bad_args(omniglot_root):
         Omniglot(data_root=omniglot_root, split='val')
     with pytest.raises(ValueError, match='train_drawers'):
         Omniglot(data_root=omniglot_root, train_drawers=20)
+
+
+# ------------------------------------------------------ damaged zips
+def _small_zips(root, omniglot_root, n=6, compression=zipfile.ZIP_DEFLATED):
+    """Both zips in ``root`` with the first ``n`` images of the real ones,
+    under their real names: ({zip name: path}, the members of zip 1)."""
+    paths, members = {}, []
+    for name in OMNIGLOT_ZIPS:
+        with zipfile.ZipFile(Path(omniglot_root) / name) as src, \
+                zipfile.ZipFile(root / name, 'w', compression) as dst:
+            infos = [i for i in src.infolist()
+                     if i.filename.endswith('.png')][:n]
+            for info in infos:
+                dst.writestr(info.filename, src.read(info))
+            if not members:
+                members = [i.filename for i in infos]
+        paths[name] = root / name
+    return paths, members
+
+
+def _assert_names_and_fix(msg, zip_path, member=None):
+    assert f'{str(zip_path)!r}' in msg
+    if member is not None:
+        assert f'member {member!r} of {str(zip_path)!r}' in msg
+    assert 'Re-download the zip' in msg and 'git checkout' in msg
+    assert 'data/omniglot/README.md' in msg
+    assert OMNIGLOT_SHA256[zip_path.name] in msg  # the published sha256
+    actual = hashlib.sha256(zip_path.read_bytes()).hexdigest()
+    assert f'its sha256 is {actual}' in msg
+
+
+def test_small_zips_are_read_up_to_the_count_check(tmp_path, omniglot_root):
+    """The control for the tests below: the undamaged small zips get past
+    every read and decode, to the image count check."""
+    _small_zips(tmp_path, omniglot_root)
+    with pytest.raises(
+            ValueError, match='has 12 unique images, expected '
+            '4840'):
+        Omniglot(data_root=str(tmp_path))
+
+
+def test_truncated_zip_names_the_zip(tmp_path, omniglot_root):
+    paths, _ = _small_zips(tmp_path, omniglot_root)
+    path = paths['images_background_small2.zip']
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) * 2 // 3])
+    with pytest.raises(CorruptOmniglotError) as err:
+        Omniglot(data_root=str(tmp_path))
+    assert isinstance(err.value.__cause__, zipfile.BadZipFile)
+    msg = str(err.value)
+    assert 'zipfile.BadZipFile: File is not a zip file' in msg
+    _assert_names_and_fix(msg, path)
+
+
+def _member_data_offset(path, member):
+    """Where ``member``'s compressed bytes start in the zip file."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    header = path.read_bytes()[info.header_offset:info.header_offset + 30]
+    name_len, extra_len = struct.unpack('<HH', header[26:30])
+    return info.header_offset + 30 + name_len + extra_len, info.compress_size
+
+
+@pytest.mark.parametrize(
+    'compression, cause',
+    [(zipfile.ZIP_DEFLATED, 'zlib.error'),
+     (zipfile.ZIP_STORED, 'zipfile.BadZipFile: Bad CRC-32')],
+    ids=['deflated', 'stored'])
+def test_flipped_bytes_in_a_member_name_zip_and_member(tmp_path, omniglot_root,
+                                                       compression, cause):
+    """Deflated: the stream no longer inflates; stored: the CRC-32 check."""
+    paths, members = _small_zips(
+        tmp_path, omniglot_root, compression=compression)
+    path, member = paths['images_background_small1.zip'], members[3]
+    start, size = _member_data_offset(path, member)
+    data = bytearray(path.read_bytes())
+    for i in range(start + size // 3, start + size // 3 + 8):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptOmniglotError) as err:
+        Omniglot(data_root=str(tmp_path))
+    assert f'{cause}' in str(err.value)
+    _assert_names_and_fix(str(err.value), path, member)
+
+
+def test_member_that_is_no_png_names_zip_and_member(tmp_path, omniglot_root):
+    _, members = _small_zips(tmp_path, omniglot_root)
+    path = tmp_path / 'images_background_small1.zip'
+    with zipfile.ZipFile(path, 'w') as zf:  # same names, one not a PNG
+        for i, name in enumerate(members):
+            zf.writestr(
+                name, b'<html>not a png</html>' if i == 2 else _real_member(
+                    omniglot_root, name))
+    with pytest.raises(CorruptOmniglotError) as err:
+        Omniglot(data_root=str(tmp_path))
+    assert isinstance(err.value.__cause__, UnidentifiedImageError)
+    assert 'PIL.UnidentifiedImageError: cannot identify' in str(err.value)
+    _assert_names_and_fix(str(err.value), path, members[2])
+
+
+def _real_member(omniglot_root, name):
+    with zipfile.ZipFile(Path(omniglot_root) /
+                         'images_background_small1.zip') as zf:
+        return zf.read(name)
+
+
+def test_intact_zip_that_fails_to_decode_blames_the_reader(
+        tmp_path, omniglot_root, monkeypatch):
+    """The published zips, unchanged, but PIL fails: the message says the
+    file is intact (sha256 as published) and points at Pillow instead."""
+    from mmnckd.datasets import omniglot as omniglot_module
+    for name in OMNIGLOT_ZIPS:
+        shutil.copy(Path(omniglot_root) / name, tmp_path)
+
+    def broken(png, image_size):
+        raise UnidentifiedImageError('cannot identify image file')
+
+    monkeypatch.setattr(omniglot_module, '_decode', broken)
+    with pytest.raises(CorruptOmniglotError) as err:
+        Omniglot(data_root=str(tmp_path))
+    msg = str(err.value)
+    assert str(tmp_path / 'images_background_small1.zip') in msg
+    assert 'The zip is intact' in msg and 'Pillow' in msg
+    assert OMNIGLOT_SHA256['images_background_small1.zip'] in msg
+    assert 'Re-download' not in msg
+
+
+def test_published_sha256_matches_readme_and_bundled_zips(omniglot_root):
+    readme = (Path(omniglot_root) / 'README.md').read_text()
+    for name, sha in OMNIGLOT_SHA256.items():
+        assert f'| `{name}` |' in readme and f'`{sha}`' in readme, name
+        data = (Path(omniglot_root) / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == sha, name

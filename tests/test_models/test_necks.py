@@ -87,3 +87,26 @@ def test_build_from_registry_and_backward():
     x = torch.randn(5, 8, requires_grad=True)
     proj((x, ))[0].sum().backward()
     assert x.grad is not None
+
+
+@pytest.mark.parametrize('mode', ['linear', 'mlp'])
+def test_training_batch_of_one_names_batch_size_and_fix(mode):
+    proj = Projector(8, 4, mode=mode).train()
+    for x in (torch.randn(1, 8), (torch.randn(1,
+                                              8), ), torch.randn(1, 8, 3, 3)):
+        with pytest.raises(ValueError) as err:
+            proj(x)
+        msg = str(err.value)
+        assert f"Projector(mode='{mode}') got a training batch of 1" in msg
+        assert 'batch size 1' in msg
+        assert 'train_dataloader.batch_size >= 2' in msg
+        assert 'drop_last=False' in msg
+        assert 'train_dataloader.drop_last=True' in msg
+    # what is fine: 2 samples in training, 1 sample in eval mode
+    assert proj(torch.randn(2, 8)).shape == (2, 4)
+    assert proj.eval()(torch.randn(1, 8)).shape == (1, 4)
+
+
+def test_identity_trains_on_a_batch_of_one():
+    x = torch.randn(1, 5)
+    assert torch.equal(Projector(5, 5, mode='identity').train()(x), x)

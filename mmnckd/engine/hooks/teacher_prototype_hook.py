@@ -25,12 +25,17 @@ from mmpretrain.registry import HOOKS
 
 from ...utils.loaders import innermost_dataset, train_pass_loader_cfg
 from ...utils.safe_load import safe_torch_load
+from ...utils.single_sample_batches import check_batch_norm_batches
 from ...utils.state_check import names_sha256
 
 
 @HOOKS.register_module()
 class TeacherPrototypeHook(Hook):
     """Compute (or load) the teacher prototypes before the first iteration.
+
+    First it checks that training will not reach a batch of 1 sample with a
+    BatchNorm projector (``ValueError``, see
+    :func:`mmnckd.utils.single_sample_batches.check_batch_norm_batches`).
 
     Args:
         batch_size (int, optional): Batch size of the prototype pass.
@@ -79,6 +84,8 @@ class TeacherPrototypeHook(Hook):
             raise TypeError(
                 f'TeacherPrototypeHook needs an NCKDDistiller model, got '
                 f'{type(model).__name__}: remove the hook from custom_hooks.')
+        # before the long pass: a BatchNorm projector and a batch of 1
+        check_batch_norm_batches(model, runner.train_dataloader)
         classes = self._classes(runner)
         model.check_teacher_classes(classes)
         provenance = (model.teacher_weights_sha256(),

@@ -33,6 +33,13 @@ class NCMetric(BaseMetric):
     ``collect_results`` gathers one entry per rank and ``compute_metrics``
     merges them.
 
+    Device: as mmengine's and mmpretrain's metrics do, ``process()`` moves
+    what it keeps to the CPU: the features (so the running sums are
+    accumulated on the CPU), the held-back sample and the classifier weight
+    are detached CPU tensors that own their memory. Rank 0 therefore never
+    unpickles another rank's ``cuda:k`` tensors in ``collect_results``, and
+    the state holds no autograd graph nor a view of the model's buffers.
+
     Padding: in distributed evaluation the sampler pads the dataset so that
     every rank gets the same number of samples, and mmengine drops the
     padding by truncating the interleaved per-sample results to ``size``.
@@ -115,17 +122,19 @@ class NCMetric(BaseMetric):
                 weight = w
         if not feats:
             return
-        if weight is not None:
-            state['weight'] = torch.as_tensor(weight).detach().clone()
+        if weight is not None:  # a copy on the CPU, not a view of the head
+            state['weight'] = torch.as_tensor(weight).detach().to(
+                'cpu', copy=True)
 
-        feats = torch.stack(feats)
+        # one device-to-host copy per batch; the stack owns its memory
+        feats = torch.stack(feats).cpu()
         labels = torch.tensor(labels, dtype=torch.long)
         if state['last_feat'] is not None:  # release the held-back sample
             prev = state['last_feat'].to(feats.device, feats.dtype)
             feats = torch.cat([prev[None], feats])
             labels = torch.cat([torch.tensor([state['last_label']]), labels])
         self._acc.update(feats[:-1], labels[:-1])
-        state['last_feat'] = feats[-1].clone()
+        state['last_feat'] = feats[-1].clone()  # not a view of the batch
         state['last_label'] = int(labels[-1])
         state['count'] += len(data_samples)
         state['acc'] = self._acc.state_dict()

@@ -7,6 +7,8 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
+from ...utils.single_sample_batches import SINGLE_SAMPLE_FIX, batch_norm_layers
+
 _MODES = ('linear', 'mlp', 'identity')
 
 
@@ -29,8 +31,11 @@ class Projector(BaseModule):
     gives a plain tensor. Inputs with more than 2 dims (``N, C, *``, e.g.
     ``N, C, H, W`` backbone maps) are globally average-pooled first, so a
     ``Projector`` can replace ``GlobalAveragePooling`` as the neck of an
-    ``ImageClassifier``. Note that BatchNorm in training mode needs more
-    than one sample per batch.
+    ``ImageClassifier``. BatchNorm in training mode needs more than one
+    sample per batch: in training mode a batch of 1 sample raises a
+    ``ValueError`` that says so (rather than PyTorch's "Expected more than
+    1 value per channel when training"); ``TeacherPrototypeHook`` checks the
+    train dataloader for such batches before training starts.
 
     Args:
         in_channels (int): Input feature dim (``d_s``).
@@ -119,6 +124,13 @@ class Projector(BaseModule):
             raise ValueError(
                 f'Projector expects {self.in_channels} input channels, got '
                 f'{x.size(1)} (input shape {tuple(x.shape)}).')
+        if self.training and x.size(0) == 1 and batch_norm_layers(self):
+            raise ValueError(
+                f'Projector(mode={self.mode!r}) got a training batch of 1 '
+                f'sample (batch size 1, input shape {tuple(x.shape)}): its '
+                f'BatchNorm1d cannot train on a single sample ("Expected '
+                f'more than 1 value per channel when training"). '
+                f'{SINGLE_SAMPLE_FIX}')
         return self.proj(x)
 
     def forward(

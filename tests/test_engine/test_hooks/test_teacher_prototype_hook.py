@@ -105,6 +105,113 @@ def test_prototype_file_for_another_dataset_or_teacher(tmp_path, shape):
         hook.before_train(runner)
 
 
+# ------------------------------------- batches of 1 for a BatchNorm projector
+def _passes(monkeypatch):
+    """Replace the prototype pass by a stub; returns the list of its calls
+    (the check under test must fail before the pass, or let it run)."""
+    calls = []
+
+    def compute(self, runner, model):
+        calls.append(len(runner.train_dataloader.dataset))
+        return torch.randn(K, D_T), torch.ones(K)
+
+    monkeypatch.setattr(TeacherPrototypeHook, 'compute', compute)
+    return calls
+
+
+def _runner(tmp_path,
+            n,
+            batch_size,
+            drop_last=False,
+            ranks=1,
+            round_up=True,
+            monkeypatch=None):
+    """A FakeRunner over ``n`` Omniglot images of the 6 classes, its
+    DefaultSampler built as the last rank of ``ranks``."""
+    cfg = omniglot_cfg([i % K for i in range(n)], tmp_path)
+    cfg.train_dataloader.batch_size = batch_size
+    cfg.train_dataloader.drop_last = drop_last
+    cfg.train_dataloader.sampler.round_up = round_up
+    if ranks > 1:
+        import mmengine.dataset.sampler as sampler_module
+        monkeypatch.setattr(sampler_module, 'get_dist_info', lambda:
+                            (ranks - 1, ranks))
+    return FakeRunner(cfg, all_losses_distiller())
+
+
+def test_batch_size_one_fails_before_the_prototype_pass(tmp_path, monkeypatch):
+    calls = _passes(monkeypatch)
+    runner = _runner(tmp_path, 6, batch_size=1)
+    with pytest.raises(ValueError) as err:
+        TeacherPrototypeHook(save_to=None).before_train(runner)
+    msg = str(err.value)
+    assert 'batch of 1 sample (train_dataloader.batch_size=1)' in msg
+    assert 'model.student.neck (proj.1: BatchNorm1d, proj.4: ' \
+        'BatchNorm1d)' in msg
+    assert 'train_dataloader.batch_size >= 2' in msg
+    assert 'train_dataloader.drop_last=True' in msg
+    assert calls == [] and not bool(runner.model.prototypes_ready)
+
+
+@pytest.mark.parametrize('drop_last', [False, True])
+def test_last_batch_of_one_sample(tmp_path, monkeypatch, drop_last):
+    """7 samples, batch size 3: the last batch has 1 sample unless
+    drop_last=True."""
+    calls = _passes(monkeypatch)
+    runner = _runner(tmp_path, 7, batch_size=3, drop_last=drop_last)
+    hook = TeacherPrototypeHook(save_to=None)
+    if drop_last:
+        hook.before_train(runner)  # the check passes, the pass runs
+        assert calls == [7] and bool(runner.model.prototypes_ready)
+        return
+    with pytest.raises(ValueError) as err:
+        hook.before_train(runner)
+    msg = str(err.value)
+    assert ('train_dataloader.batch_size=3 with drop_last=False: the 7 '
+            'samples per epoch (7 in the dataset) leave a last batch of '
+            '7 % 3 = 1 sample') in msg
+    assert 'model.student.neck' in msg and 'drop_last=True' in msg
+    assert calls == []
+
+
+@pytest.mark.parametrize('round_up', [False, True])
+def test_last_batch_of_one_on_one_of_two_ranks(tmp_path, monkeypatch,
+                                               round_up):
+    """7 samples on 2 ranks, batch size 3. DefaultSampler(round_up=False):
+    4 and 3 samples, so rank 0 ends on a batch of 4 % 3 = 1; this process is
+    rank 1, whose own 3 samples are fine, and fails too (every rank must
+    fail alike). round_up=True pads to 4 and 4 samples."""
+    calls = _passes(monkeypatch)
+    runner = _runner(
+        tmp_path,
+        7,
+        batch_size=3,
+        ranks=2,
+        round_up=round_up,
+        monkeypatch=monkeypatch)
+    with pytest.raises(ValueError) as err:
+        TeacherPrototypeHook(save_to=None).before_train(runner)
+    assert ('the 4 samples per epoch on rank 0 (7 in the dataset) leave a '
+            'last batch of 4 % 3 = 1 sample') in str(err.value)
+    assert calls == []
+    # batch size 2 leaves 0 or 1 (round_up=False: 3 samples on rank 1)
+    runner = _runner(
+        tmp_path,
+        7,
+        batch_size=2,
+        ranks=2,
+        round_up=round_up,
+        monkeypatch=monkeypatch)
+    if round_up:
+        TeacherPrototypeHook(save_to=None).before_train(runner)
+        assert calls == [7]
+    else:
+        with pytest.raises(
+                ValueError, match='the 3 samples per epoch on '
+                'rank 1'):
+            TeacherPrototypeHook(save_to=None).before_train(runner)
+
+
 def direct_class_means(teacher_ckpt):
     """Teacher class means computed here, without the hook or the runner."""
     from mmengine.config import Config

@@ -101,6 +101,92 @@ def test_metric_simulated_ranks_with_padding():
         tol=1e-9)
 
 
+class _OnAccelerator(torch.Tensor):
+    """Stands for a tensor on an accelerator (``cuda:k``; there is no GPU
+    here): every op keeps the type, only a copy to the host -- ``.cpu()``,
+    ``.to('cpu')``, ``.to(device='cpu')`` -- gives a plain CPU tensor."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        to_host = func is torch.Tensor.cpu or (func is torch.Tensor.to and any(
+            isinstance(a,
+                       (str, torch.device)) and torch.device(a).type == 'cpu'
+            for a in (*args[1:], kwargs.get('device'))))
+        if not to_host:
+            return super().__torch_function__(func, types, args, kwargs)
+        with torch._C.DisableTorchFunctionSubclass():
+            out = func(*args, **kwargs)
+            if out is args[0]:  # a no-op on the CPU; a real move copies
+                out = out.clone()
+        return out.as_subclass(torch.Tensor)
+
+
+def _tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors(v)
+
+
+def test_metric_keeps_detached_cpu_copies():
+    """What ``process()`` keeps is on the CPU (copied there, as mmengine's
+    metrics do with ``.cpu()``, so rank 0 never unpickles ``cuda:k``
+    tensors), detached and owning its memory: the inputs are views that
+    require grad, of tensors "on an accelerator" that change afterwards."""
+    feats, labels = _data(N=21, K=3, d=6, seed=5)
+    W = torch.randn(3, 6)
+    big = torch.cat([feats, torch.randn(21, 2)], 1)
+    big = big.as_subclass(_OnAccelerator).requires_grad_()
+    w_big = torch.cat([W, torch.randn(3, 4)], 1)
+    w_big = w_big.as_subclass(_OnAccelerator).requires_grad_()
+    views, w_view = big[:, :6], w_big[:, :6]
+    inputs = {
+        big.untyped_storage().data_ptr(),
+        w_big.untyped_storage().data_ptr()
+    }
+    assert views.untyped_storage().data_ptr() in inputs
+    assert views.requires_grad and w_view.requires_grad
+    metric = NCMetric()
+    dicts = [
+        dict(pre_logits=f, gt_label=torch.tensor([int(y)]), cls_weight=w_view)
+        for f, y in zip(views, labels)
+    ]
+    metric.process(None, dicts[:10])
+    metric.process(None, dicts[10:])
+    state = metric.results[0]
+    kept = {
+        'weight': state['weight'],
+        'last_feat': state['last_feat'],
+        **{
+            f'acc.{k}': v
+            for k, v in state['acc'].items() if isinstance(v, torch.Tensor)
+        }
+    }
+    assert set(kept) == {
+        'weight', 'last_feat', 'acc.sums', 'acc.counts', 'acc.scatter'
+    }
+    assert len(list(_tensors(state))) == len(kept)  # nothing else
+    for name, t in kept.items():
+        assert type(t) is torch.Tensor, (name, type(t))  # copied to host
+        assert t.device.type == 'cpu', name
+        assert not t.requires_grad and t.grad_fn is None, name
+        # its own memory, not a view of an input
+        assert t.untyped_storage().data_ptr() not in inputs, name
+    # changing the inputs afterwards does not change the result
+    with torch.no_grad():
+        big.add_(100.0)
+        w_big.mul_(-3.0)
+    res = metric.evaluate(21)
+    _close({
+        k[3:]: v
+        for k, v in res.items()
+    },
+           nc_metrics(feats, labels, weight=W),
+           tol=1e-9)
+
+
 def test_metric_missing_feature():
     metric = NCMetric(feat_key='my_feat')
     sample = DataSample().set_gt_label(0).to_dict()

@@ -1,6 +1,9 @@
 """What ``NCKDDistiller`` adds, on small random models: prototypes and head
 weights, the prototype-cosine KD target, the plug-in mode (linear head +
-projector), a dead (all-zero) teacher and mixed precision."""
+projector), a dead (all-zero) teacher, mixed precision and the warning for
+a projector that cannot reach the rank of a simplex ETF."""
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -118,3 +121,41 @@ def test_autocast_steps_finite_and_etf_cosine_in_fp32(dtype):
                 if isinstance(loss, PrototypeAlignLoss) else loss(
                     torch.randn(4, K).to(dtype), torch.randn(4, K)))
         assert value.dtype == torch.float32 and torch.isfinite(value)
+
+
+def _etf_student(**projector):
+    """The small NCKD student (ETF head on 32-d teacher features) with an
+    MLP Projector neck of the given arguments."""
+    neck = dict(type='Projector', in_channels=16, out_channels=D_T, mode='mlp')
+    neck.update(projector)
+    return classifier(
+        2,
+        neck=neck,
+        head=dict(type='ETFHead', num_classes=K, in_channels=D_T))
+
+
+def _rank_warnings(**projector):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        distiller(student=_etf_student(**projector))
+    return [
+        str(w.message) for w in caught
+        if 'student representation can reach rank' in str(w.message)
+    ]
+
+
+def test_projector_below_etf_rank_warns():
+    """An MLP projector of hidden width 4 reaches rank 4 < K - 1 = 5: a
+    6-class simplex ETF head cannot separate every class."""
+    with pytest.warns(
+            UserWarning,
+            match=r'can reach rank 4 at most, below num_classes - 1 = 5 '
+            r'.*use a Projector with mode="mlp" and hidden_channels >= 6'):
+        distiller(student=_etf_student(hidden_channels=4))
+
+
+@pytest.mark.parametrize('hidden', [5, 32], ids=['rank-K-1', 'rank-32'])
+def test_projector_reaching_etf_rank_does_not_warn(hidden):
+    """Rank K - 1 = 5 (the boundary) or more: no warning."""
+    assert _rank_warnings(hidden_channels=4)  # the control warns
+    assert _rank_warnings(hidden_channels=hidden) == []

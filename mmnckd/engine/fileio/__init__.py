@@ -1,0 +1,7 @@
+from .atomic_local_backend import (ATOMIC_LOCAL, AtomicLocalBackend,
+                                   AtomicWriteError, atomic_write_bytes)
+
+__all__ = [
+    'ATOMIC_LOCAL', 'AtomicLocalBackend', 'AtomicWriteError',
+    'atomic_write_bytes'
+]
