@@ -14,13 +14,13 @@ import argparse
 import os
 import os.path as osp
 
-import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmpretrain.registry import MODELS
 
 import mmnckd  # noqa: F401
+from mmnckd.engine.fileio import atomic_torch_save
 from mmnckd.models.distillers import is_distiller_type
 from mmnckd.models.distillers.single_teacher_distiller import resolve_model_cfg
 from mmnckd.utils import check_finite, check_state_matches, strip_prefix
@@ -74,7 +74,7 @@ def export_student(config: str, checkpoint: str, out_dir: str):
     os.makedirs(out_dir, exist_ok=True)
     cfg_path = osp.join(out_dir, name + '.py')
     ckpt_path = osp.join(out_dir, name + '.pth')
-    torch.save(dict(meta=meta, state_dict=student_state), ckpt_path)
+    atomic_torch_save(dict(meta=meta, state_dict=student_state), ckpt_path)
     cfg.dump(cfg_path)
     return cfg_path, ckpt_path
 

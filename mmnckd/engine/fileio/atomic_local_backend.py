@@ -29,6 +29,7 @@ Configs select it by name (mmengine's ``register_backend`` registry)::
 ``import mmnckd`` (the configs' ``custom_imports``) registers it.
 """
 import errno
+import io
 import os
 import os.path as osp
 import shutil
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Union
 
 import mmengine
+import torch
 from mmengine.fileio import LocalBackend, register_backend
 
 #: The name configs give as ``backend_args=dict(backend=...)``.
@@ -159,6 +161,14 @@ def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
             except OSError:
                 pass
     _fsync_dir(directory)
+
+
+def atomic_torch_save(obj, filepath: Union[str, Path]) -> None:
+    """``torch.save(obj, filepath)`` all or nothing
+    (:func:`atomic_write_bytes`)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(buffer.getvalue(), filepath)
 
 
 @register_backend(ATOMIC_LOCAL, force=True)

@@ -27,6 +27,7 @@ from ...utils.loaders import innermost_dataset, train_pass_loader_cfg
 from ...utils.safe_load import safe_torch_load
 from ...utils.single_sample_batches import check_batch_norm_batches
 from ...utils.state_check import names_sha256
+from ..fileio import atomic_torch_save
 
 
 @HOOKS.register_module()
@@ -101,7 +102,7 @@ class TeacherPrototypeHook(Hook):
             class_means, counts = self.compute(runner, model)
             if self.save_to is not None and is_main_process():
                 path = osp.join(runner.work_dir, self.save_to)
-                torch.save(
+                atomic_torch_save(
                     dict(
                         class_means=class_means.cpu(),
                         counts=counts.cpu(),
