@@ -21,8 +21,9 @@ from mmpretrain.registry import MODELS
 import mmnckd  # noqa: F401  (registers mmnckd and the safe checkpoint types)
 from mmnckd.models.distillers import is_distiller_type
 from mmnckd.utils import (check_finite, check_state_matches, default_work_dir,
-                          init_cpu_distributed, set_dataloader_defaults,
-                          shutdown_distributed, strip_prefix)
+                          drop_disabled_hooks, init_cpu_distributed,
+                          set_dataloader_defaults, shutdown_distributed,
+                          strip_prefix)
 
 
 def parse_args(argv=None):
@@ -162,6 +163,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
     check_checkpoint(cfg, args.config, args.checkpoint)
+    drop_disabled_hooks(cfg)
     init_cpu_distributed(cfg)
     runner = (
         Runner.from_cfg(cfg)

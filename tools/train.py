@@ -13,8 +13,9 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmnckd  # noqa: F401  (registers mmnckd and the safe checkpoint types)
-from mmnckd.utils import (default_work_dir, init_cpu_distributed,
-                          set_dataloader_defaults, shutdown_distributed)
+from mmnckd.utils import (default_work_dir, drop_disabled_hooks,
+                          init_cpu_distributed, set_dataloader_defaults,
+                          shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -106,6 +107,7 @@ def merge_args(cfg, args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
+    drop_disabled_hooks(cfg)
     init_cpu_distributed(cfg)
     runner = (
         Runner.from_cfg(cfg)

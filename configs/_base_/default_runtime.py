@@ -20,6 +20,8 @@ default_hooks = dict(
     visualization=dict(type='VisualizationHook', enable=False),
     # every process's random state in the checkpoints: bit-exact --resume
     random_state=dict(type='RandomStateHook'),
+    # the epoch DKD's warm-up reads, also under an IterBasedTrainLoop
+    epoch_info=dict(type='EpochInfoHook'),
 )
 
 env_cfg = dict(

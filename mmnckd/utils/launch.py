@@ -97,3 +97,15 @@ def default_work_dir(cfg, config_path: str) -> None:
     if cfg.get('work_dir') is None:
         name = osp.splitext(osp.basename(config_path))[0]
         cfg.work_dir = osp.join('./work_dirs', name)
+
+
+def drop_disabled_hooks(cfg) -> None:
+    """Remove ``default_hooks`` entries set to None.
+
+    mmengine only lets ``None`` disable its own six default hooks and asserts
+    on any other; this lets ``default_hooks = dict(random_state=None)``
+    disable the hooks mmnckd's default runtime adds.
+    """
+    hooks = cfg.get('default_hooks')
+    if hooks:
+        cfg.default_hooks = {k: v for k, v in hooks.items() if v is not None}

@@ -12,9 +12,10 @@ Each distillation loss is called with the arguments its ``forward`` names,
 out of :attr:`SingleTeacherDistiller.loss_inputs`: ``z`` (projected student
 features), ``labels`` (hard ``(N,)`` or Mixup/CutMix soft ``(N, K)``),
 ``student_logits``, ``teacher_logits``, ``teacher_feats`` (the teacher's
-pre-logit features) and ``epoch``. A custom loss plugs in by naming them;
-the teacher runs only when a loss names ``teacher_logits`` or
-``teacher_feats``.
+pre-logit features) and ``epoch`` (0-based; under an iteration-based loop
+the completed passes over the training set, see ``EpochInfoHook``). A
+custom loss plugs in by naming them; the teacher runs only when a loss names
+``teacher_logits`` or ``teacher_feats``.
 
 ``predict`` and ``tensor`` run the student alone, so mmpretrain's metrics,
 ``tools/test.py`` and the exported student need nothing else.
@@ -472,12 +473,21 @@ class SingleTeacherDistiller(BaseModel):
             student_logits=record.logits,
             teacher_logits=t_logits,
             teacher_feats=t_feats,
-            epoch=message_hub.get_info('epoch', 0),
+            epoch=self._epoch(message_hub),
             **self.extra_loss_inputs())
         for name, loss_module in self.distill_losses.items():
             kwargs = {a: available[a] for a in self._loss_args[name]}
             losses[f'distill.{name}'] = loss_module(**kwargs)
         return self._check_finite_losses(losses)
+
+    @staticmethod
+    def _epoch(message_hub) -> int:
+        """The 0-based epoch; under an iteration-based loop the completed
+        passes over the training set (``EpochInfoHook``)."""
+        iters_per_epoch = message_hub.get_info('iters_per_epoch')
+        if iters_per_epoch:
+            return message_hub.get_info('iter', 0) // iters_per_epoch
+        return message_hub.get_info('epoch', 0)
 
     @staticmethod
     def _check_finite_losses(losses: dict) -> dict:

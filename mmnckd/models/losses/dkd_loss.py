@@ -54,7 +54,9 @@ class DKDLoss(nn.Module):
     with ``w = loss_weight``, ``e`` the 0-based current epoch and
     ``E_warm = warmup_epochs``: the factor is ``1/E_warm`` during the first
     epoch and reaches 1 at epoch ``E_warm - 1``. With ``epoch=None`` or
-    ``warmup_epochs=0`` the factor is 1.
+    ``warmup_epochs=0`` the factor is 1. Under an ``IterBasedTrainLoop`` the
+    distillers pass the number of completed passes over the training set as
+    ``epoch`` (``EpochInfoHook``, in mmnckd's default runtime).
 
     :math:`\log(1 - p_{g})` is computed as a log-sum-exp over the non-target
     logits, so a (near) one-hot student does not give ``log(0)``. Computed in

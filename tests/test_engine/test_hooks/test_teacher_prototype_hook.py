@@ -11,7 +11,7 @@ from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from small_models import D_T, K, all_losses_distiller
-from tool_utils import OMNIGLOT, REPO, nckd_config, train
+from tool_utils import OMNIGLOT, REPO, nckd_config, run, train
 
 import mmnckd  # noqa: F401
 from mmnckd.engine.hooks import TeacherPrototypeHook
@@ -212,8 +212,9 @@ def test_last_batch_of_one_on_one_of_two_ranks(tmp_path, monkeypatch,
             TeacherPrototypeHook(save_to=None).before_train(runner)
 
 
-def direct_class_means(teacher_ckpt):
-    """Teacher class means computed here, without the hook or the runner."""
+def direct_class_means(teacher_ckpt, num=None):
+    """Teacher class means of the first ``num`` (default: all) training
+    images, computed here, without the hook or the runner."""
     from mmengine.config import Config
     from mmengine.runner import load_checkpoint
     from mmpretrain.registry import MODELS
@@ -224,7 +225,8 @@ def direct_class_means(teacher_ckpt):
     model = MODELS.build(cfg.model)
     load_checkpoint(model, str(teacher_ckpt), map_location='cpu')
     model.eval()
-    ds = Omniglot(data_root=str(OMNIGLOT), split='train', pipeline=[])
+    ds = Omniglot(
+        data_root=str(OMNIGLOT), split='train', pipeline=[], indices=num)
     imgs = torch.stack([
         torch.from_numpy(ds[i]['img'].copy()).permute(2, 0, 1)
         for i in range(len(ds))
@@ -260,6 +262,32 @@ def test_prototypes_are_the_teacher_class_means(nckd_run, teacher_ckpt):
     for key in ('distill.loss_nc1', 'distill.loss_nc2', 'nc/nc1', 'nc/nc2',
                 'nc/nc3'):
         assert key in out, key
+
+
+@pytest.mark.slow
+def test_two_process_prototypes_of_an_odd_training_set(teacher_ckpt, tmp_path):
+    """3629 samples on 2 ranks: 1815 + 1814, no sample padded or dropped
+    (the ranks' samplers pad to 1815 + 1815 for training)."""
+    cfg = nckd_config(
+        tmp_path / 'cfg.py',
+        teacher_ckpt,
+        extra='train_dataloader = dict(dataset=dict(indices=3629))\n')
+    out = run([
+        'bash', 'tools/dist_train.sh',
+        str(cfg), '2', '--work-dir',
+        str(tmp_path / 'work')
+    ],
+              env={'PORT': '29651'})
+    assert 'Computing teacher prototypes over 3629 training samples' in out
+    saved = torch.load(
+        tmp_path / 'work' / 'teacher_prototypes.pth', weights_only=True)
+    # the last image of class 241 is not in the subset
+    assert saved['counts'].tolist() == [15.0] * 241 + [14.0]
+    torch.testing.assert_close(
+        saved['class_means'],
+        direct_class_means(teacher_ckpt, 3629),
+        rtol=1e-4,
+        atol=1e-4)
 
 
 @pytest.mark.slow
