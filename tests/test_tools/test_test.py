@@ -12,22 +12,34 @@ from tool_utils import ENV, REPO, evaluate, top1
 pytestmark = pytest.mark.slow
 
 
-def test_malicious_checkpoint_refused_by_tools_test(evil_ckpt):
+@pytest.mark.parametrize('tool', ['tools/test.py', 'export_student.py'])
+def test_malicious_checkpoint_refused_even_with_force_env(evil_ckpt, tool):
+    """torch's TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 turns weights_only off
+    where a caller does not pass it explicitly: both tools must still
+    refuse (the marker file is what the pickle would create)."""
     path, marker, reason = evil_ckpt
-    proc = subprocess.run([
-        sys.executable, 'tools/test.py',
-        'configs/nckd/nckd_resnet18w32_resnet18w8_1xb64_omniglot.py',
+    cfg = 'configs/nckd/nckd_resnet18w32_resnet18w8_1xb64_omniglot.py'
+    args = ([
+        sys.executable, 'tools/test.py', cfg,
         str(path), '--work-dir',
         str(path.parent / 'work')
-    ],
-                          cwd=REPO,
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
+    ] if tool == 'tools/test.py' else [
+        sys.executable, 'tools/model_converters/export_student.py', cfg,
+        str(path),
+        str(path.parent / 'export')
+    ])
+    proc = subprocess.run(
+        args,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1'))
     assert proc.returncode != 0
     assert 'Weights only load failed' in proc.stderr
     assert re.search(reason, proc.stderr), proc.stderr[-2000:]
     assert not marker.exists()
+    assert not (path.parent / 'export').exists()
 
 
 def test_tools_test_matching_config_and_checkpoint(nckd_run, exported,
@@ -97,8 +109,7 @@ def test_kd_checkpoint_on_nckd_config_lists_the_keys(test_tool, tmp_path):
     cfg = 'configs/nckd/nckd_resnet18w32_resnet18w8_1xb64_omniglot.py'
     ckpt = _kd_checkpoint(tmp_path / 'kd.pth')
     with pytest.raises(ValueError) as err:
-        test_tool.check_checkpoint(
-            Config.fromfile(REPO / cfg), cfg, str(ckpt))
+        test_tool.check_checkpoint(Config.fromfile(REPO / cfg), cfg, str(ckpt))
     msg = str(err.value)
     assert 'does not match the model' in msg
     # the KD student has a linear head, the NCKD one an ETF head + projector

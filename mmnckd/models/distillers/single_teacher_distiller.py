@@ -243,8 +243,28 @@ class SingleTeacherDistiller(BaseModel):
         return losses
 
     def _check_dims(self) -> None:
-        """Losses that take ``z`` compare it with teacher features: its dim
-        must be the teacher's."""
+        """The student's neck feeds its head, the projector takes the
+        student's pre-logits, and losses that take ``z`` compare it with
+        teacher features: each pair of widths must agree (checked here, at
+        build time, rather than in a matmul after the prototype pass)."""
+        neck = getattr(self.student, 'neck', None)
+        neck_out = getattr(neck, 'out_channels', None)
+        head_in = getattr(self.student.head, 'in_channels', None)
+        if isinstance(neck_out, int) and isinstance(head_in, int) \
+                and neck_out != head_in:
+            raise ValueError(
+                f'model.student.neck.out_channels={neck_out} but '
+                f'model.student.head.in_channels={head_in}: the neck feeds '
+                f'the head, so they must be equal. Set both to the same '
+                f'width (an ETFHead fed by the teacher prototypes needs the '
+                f'teacher feature dim, {self.teacher_feat_dim}).')
+        proj_in = getattr(self.projector, 'in_channels', None)
+        if isinstance(proj_in, int) and proj_in != self.student_feat_dim:
+            raise ValueError(
+                f'model.projector.in_channels={proj_in} but the student '
+                f'pre-logit dim (model.student.head.in_channels) is '
+                f'{self.student_feat_dim}: set model.projector.in_channels='
+                f'{self.student_feat_dim}.')
         needs_z = any('z' in a for a in self._loss_args.values())
         proj_out = getattr(self.projector, 'out_channels', None)
         z_dim = (

@@ -149,6 +149,27 @@ def test_projector_output_must_match_teacher_dim():
     assert f'out_channels={D_T}' in msg  # the fix, spelled out
 
 
+def test_student_neck_and_head_widths_checked_at_build():
+    """A neck narrower than the ETF head used to pass the build and the
+    whole prototype pass, then fail in a matmul."""
+    import copy
+    student = copy.deepcopy(NC_STUDENT)
+    student['neck']['out_channels'] = 24
+    with pytest.raises(ValueError) as err:
+        distiller(student=student)
+    msg = str(err.value)
+    assert 'model.student.neck.out_channels=24' in msg
+    assert f'model.student.head.in_channels={D_T}' in msg
+    assert f'teacher feature dim, {D_T}' in msg
+    # and a projector that does not take the student's pre-logits
+    with pytest.raises(ValueError, match='model.projector.in_channels=8 '
+                       'but the student pre-logit dim'):
+        all_losses_distiller(
+            student=classifier(2),
+            projector=dict(type='Projector', in_channels=8, out_channels=D_T),
+            distill_losses=dict(loss_nc1=dict(type='PrototypeAlignLoss')))
+
+
 def test_teacher_ckpt_missing(tmp_path):
     model = all_losses_distiller(teacher_ckpt=str(tmp_path / 'nope.pth'))
     with pytest.raises(FileNotFoundError) as err:
