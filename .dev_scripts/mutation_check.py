@@ -11,7 +11,6 @@ never modified; the copy is HEAD (commit first).
 import argparse
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
