@@ -1,7 +1,8 @@
 """Efficacy table: student alone vs KD vs NCKD (and variants), several seeds.
 
     python .dev_scripts/benchmark/efficacy.py omniglot --seeds 0 1 2 \
-        [--methods student kd nckd nckd_kd] [--work-dir work_dirs/efficacy]
+        [--methods student kd nckd nckd_kd] [--work-dir work_dirs/efficacy] \
+        [--split val] [--nproc 2 --cfg-options train_dataloader.batch_size=32]
 
 The methods are config files, listed by name in a benchmark YAML
 (``omniglot.yml``, ``fashion_mnist.yml`` next to this script).
@@ -13,6 +14,16 @@ the test split. The teacher is trained once (seed 0) unless its checkpoint
 exists. Finished runs are reused, so an interrupted table resumes. Prints a
 markdown table of top-1 mean ± std (sample std over seeds) and NC metrics,
 and writes ``results.json`` and ``results.md`` in the work dir.
+
+``--split val`` is for choosing options: every student run trains without
+the benchmark's validation part of the training set and is evaluated on it
+(the YAML's ``val_options``: drawers 14-15 of Omniglot's training drawers,
+100 of Fashion-MNIST's 1,000 training images per class). The test split is
+read only by the default ``--split test``, once per final configuration.
+The teacher always trains on its whole training set. ``--nproc N`` trains on
+N processes (``tools/dist_train.sh``; on a CPU-only machine, gloo);
+``--cfg-options`` adds options to every student run (e.g. the per-process
+batch size); both go into the run's folder name.
 """
 import argparse
 import json
@@ -61,11 +72,16 @@ def last_checkpoint(work_dir):
         return f.read().strip()
 
 
-def train(config, work_dir, options):
+def train(config, work_dir, options, nproc=1):
     """Train to the end (resuming an interrupted run); the last checkpoint."""
     os.makedirs(work_dir, exist_ok=True)
     start = time.time()
     cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
+    if nproc > 1:
+        cmd = [
+            'bash', 'tools/dist_train.sh', config,
+            str(nproc), '--work-dir', work_dir
+        ]
     if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
         cmd.append('--resume')  # finishes the schedule; no-op when done
     if options:
@@ -74,14 +90,14 @@ def train(config, work_dir, options):
     return last_checkpoint(work_dir), time.time() - start
 
 
-def run_once(config, work_dir, options):
+def run_once(config, work_dir, options, eval_options=(), nproc=1):
     """Train + evaluate, cached in ``result.json`` so tables resume."""
     result = osp.join(work_dir, 'result.json')
     if osp.isfile(result):
         with open(result) as f:
             return json.load(f)
-    ckpt, seconds = train(config, work_dir, options)
-    metrics = evaluate(config, ckpt, work_dir, [])
+    ckpt, seconds = train(config, work_dir, options, nproc)
+    metrics = evaluate(config, ckpt, work_dir, list(eval_options))
     metrics.update(ckpt=ckpt, config=config, train_seconds=seconds)
     with open(result, 'w') as f:
         json.dump(metrics, f, indent=2)
@@ -149,6 +165,18 @@ def main():
     parser.add_argument('--methods', nargs='+')
     parser.add_argument('--work-dir', default='work_dirs/efficacy')
     parser.add_argument('--teacher-ckpt', help='reuse this teacher checkpoint')
+    parser.add_argument(
+        '--split',
+        choices=['test', 'val'],
+        default='test',
+        help='evaluate on the test split (final numbers) or on the '
+        'validation part of the training set (choosing options)')
+    parser.add_argument('--nproc', type=int, default=1)
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        help='key=value options added to every student run')
     args = parser.parse_args()
     spec = load_benchmark(args.benchmark)
     methods = args.methods or list(spec['methods'])
@@ -158,6 +186,15 @@ def main():
                          f'{sorted(spec["methods"])}.')
     root = osp.join(args.work_dir,
                     osp.splitext(osp.basename(args.benchmark))[0])
+    split_options = []
+    if args.split == 'val':
+        if not spec.get('val_options'):
+            raise SystemExit(f'{args.benchmark} has no val_options.')
+        split_options = list(spec['val_options'])
+    tag = '_'.join([args.split] +
+                   ([f'{args.nproc}proc'] if args.nproc > 1 else []) +
+                   [o.replace('/', '-') for o in args.cfg_options])
+    runs_root = root if tag == 'test' else osp.join(root, tag)
 
     teacher_dir = osp.join(root, 'teacher')
     # a trained teacher's result is run_once's result.json; a given
@@ -187,11 +224,13 @@ def main():
     for method in methods:
         config = spec['methods'][method]
         for seed in args.seeds:
-            work = osp.join(root, method, f'seed{seed}')
+            work = osp.join(runs_root, method, f'seed{seed}')
             options = [f'randomness.seed={seed}']
             if method != 'student':  # distillers: the shared teacher
                 options.append(f'model.teacher_ckpt={teacher_ckpt}')
-            metrics = run_once(config, work, options)
+            options += split_options + args.cfg_options
+            metrics = run_once(config, work, options,
+                               split_options + args.cfg_options, args.nproc)
             results['runs'].setdefault(method, {})[seed] = metrics
             print(
                 f'{method} seed {seed}: top1 {metrics["top1"]:.2f} '
@@ -223,9 +262,10 @@ def main():
                      f'{ncs[2]:.3f} | {minutes:.1f} |')
     table = '\n'.join(lines)
     print(table)
-    with open(osp.join(root, 'results.json'), 'w') as f:
+    os.makedirs(runs_root, exist_ok=True)
+    with open(osp.join(runs_root, 'results.json'), 'w') as f:
         json.dump(results, f, indent=2)
-    with open(osp.join(root, 'results.md'), 'w') as f:
+    with open(osp.join(runs_root, 'results.md'), 'w') as f:
         f.write(table + '\n')
 
 

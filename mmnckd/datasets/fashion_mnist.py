@@ -125,11 +125,16 @@ class FashionMNISTIDX(BaseDataset):
     Args:
         data_root (str): The directory holding the four ``.gz`` files.
             Defaults to ``'/usr/share/datasets/fashion-mnist'``.
-        split (str): ``'train'`` or ``'test'``. Defaults to ``'train'``.
+        split (str): ``'train'``, ``'val'`` (held out of the training file)
+            or ``'test'``. Defaults to ``'train'``.
         num_per_class (int, optional): If set, keep only the first
             ``num_per_class`` samples (in file order) of each class, which is
             deterministic; useful for fast tests and benchmarks.
             Defaults to None (keep all).
+        num_val_per_class (int): Of each class's (first ``num_per_class``)
+            training images, the last ``num_val_per_class`` form the
+            ``'val'`` split and leave the ``'train'`` split, for choosing
+            options without the test split. Defaults to 0 (no val split).
         metainfo (dict, optional): Meta information; ``classes`` defaults to
             the 10 Fashion-MNIST class names.
         **kwargs: Other keyword arguments of :class:`BaseDataset`
@@ -138,12 +143,13 @@ class FashionMNISTIDX(BaseDataset):
     """
 
     METAINFO = {'classes': FASHION_MNIST_CLASSES}
-    SPLITS = ('train', 'test')
+    SPLITS = ('train', 'val', 'test')
 
     def __init__(self,
                  data_root: str = '/usr/share/datasets/fashion-mnist',
                  split: str = 'train',
                  num_per_class: Optional[int] = None,
+                 num_val_per_class: int = 0,
                  metainfo: Optional[dict] = None,
                  **kwargs):
         if split not in self.SPLITS:
@@ -154,23 +160,49 @@ class FashionMNISTIDX(BaseDataset):
                                           or num_per_class < 1):
             raise ValueError('num_per_class must be None or a positive int, '
                              f'got {num_per_class!r}.')
+        if (isinstance(num_val_per_class, bool)
+                or not isinstance(num_val_per_class, int)
+                or num_val_per_class < 0
+                or (num_per_class is not None
+                    and num_val_per_class >= num_per_class)):
+            raise ValueError(
+                f'num_val_per_class must be an int >= 0 and below '
+                f'num_per_class ({num_per_class}), got {num_val_per_class!r}.')
+        if split == 'val' and num_val_per_class == 0:
+            raise ValueError(
+                "Fashion-MNIST split='val' needs num_val_per_class >= 1 (the "
+                'training images per class held out for validation), e.g. '
+                '100 of num_per_class=1000; set the same num_per_class and '
+                'num_val_per_class on the train split so that it leaves '
+                'them out.')
         if not data_root:
             raise ValueError('Please set `data_root` to the directory that '
                              f'holds the Fashion-MNIST files. {_HOW_TO_GET}')
         self.split = split
+        self.num_val_per_class = num_val_per_class
         self.num_per_class = num_per_class
         kwargs.setdefault('ann_file', '')
         super().__init__(data_root=data_root, metainfo=metainfo, **kwargs)
 
     def load_data_list(self) -> List[dict]:
         """Parse (or fetch from the cache) the IDX files of the split."""
-        images, labels = _load_fashion_arrays(self.data_root, self.split)
-        if self.num_per_class is None:
+        file_split = 'test' if self.split == 'test' else 'train'
+        images, labels = _load_fashion_arrays(self.data_root, file_split)
+        if self.num_per_class is None and not self.num_val_per_class:
             indices = np.arange(len(labels))
         else:
+            # per class, in file order: the first (num_per_class -
+            # num_val_per_class) are 'train', the next num_val_per_class 'val'
             keep = np.zeros(len(labels), dtype=bool)
             for c in range(len(FASHION_MNIST_CLASSES)):
-                keep[np.flatnonzero(labels == c)[:self.num_per_class]] = True
+                of_class = np.flatnonzero(labels == c)[:self.num_per_class]
+                num_train = len(of_class) - self.num_val_per_class
+                if self.split == 'val':
+                    keep[of_class[num_train:]] = True
+                elif self.split == 'train':
+                    keep[of_class[:num_train]] = True
+                else:
+                    keep[of_class] = True
             indices = np.flatnonzero(keep)
         return [dict(img=images[i], gt_label=int(labels[i])) for i in indices]
 
@@ -179,6 +211,8 @@ class FashionMNISTIDX(BaseDataset):
         body = [f'Data root: \t{self.data_root}', f'Split: \t{self.split}']
         if self.num_per_class is not None:
             body.append(f'Samples per class: \t{self.num_per_class}')
+        if self.num_val_per_class:
+            body.append(f'Held out for val: \t{self.num_val_per_class}')
         return body
 
 

@@ -261,10 +261,14 @@ class Omniglot(BaseDataset):
     Args:
         data_root (str): The directory holding both zips.
             Defaults to ``'data/omniglot'``.
-        split (str): ``'train'`` or ``'test'``. Defaults to ``'train'``.
-        train_drawers (int): Drawers ``1..train_drawers`` form the train
-            split, the others the test split. Must be in 1..19.
-            Defaults to 15.
+        split (str): ``'train'``, ``'val'`` or ``'test'``. Defaults to
+            ``'train'``.
+        train_drawers (int): Drawers ``1..train_drawers`` are training data,
+            the others the test split. Must be in 1..19. Defaults to 15.
+        val_drawers (int): The last ``val_drawers`` of the training drawers
+            form the ``'val'`` split and leave the ``'train'`` split, for
+            choosing options without the test split (e.g. 1: train on drawers
+            1..14, validate on drawer 15). Defaults to 0 (no val split).
         image_size (int): Side of the square output images. Defaults to 28.
         metainfo (dict, optional): Meta information; ``classes`` defaults to
             the 242 sorted class names.
@@ -274,12 +278,13 @@ class Omniglot(BaseDataset):
     """
 
     METAINFO = {'classes': OMNIGLOT_SMALL_CLASSES}
-    SPLITS = ('train', 'test')
+    SPLITS = ('train', 'val', 'test')
 
     def __init__(self,
                  data_root: str = 'data/omniglot',
                  split: str = 'train',
                  train_drawers: int = 15,
+                 val_drawers: int = 0,
                  image_size: int = 28,
                  metainfo: Optional[dict] = None,
                  **kwargs):
@@ -291,6 +296,17 @@ class Omniglot(BaseDataset):
                 or not 1 <= train_drawers < NUM_DRAWERS):
             raise ValueError('train_drawers must be an int in '
                              f'1..{NUM_DRAWERS - 1}, got {train_drawers!r}.')
+        if (isinstance(val_drawers, bool) or not isinstance(val_drawers, int)
+                or not 0 <= val_drawers < train_drawers):
+            raise ValueError(
+                f'val_drawers must be an int in 0..train_drawers - 1 = '
+                f'{train_drawers - 1}, got {val_drawers!r}.')
+        if split == 'val' and val_drawers == 0:
+            raise ValueError(
+                "Omniglot split='val' needs val_drawers >= 1 (the last "
+                'training drawers held out for validation), e.g. '
+                'val_drawers=1; set the same val_drawers on the train split '
+                'so that it leaves them out.')
         if (isinstance(image_size, bool) or not isinstance(image_size, int)
                 or image_size < 1):
             raise ValueError(
@@ -300,6 +316,7 @@ class Omniglot(BaseDataset):
                              f'holds the Omniglot zips. {_HOW_TO_GET}')
         self.split = split
         self.train_drawers = train_drawers
+        self.val_drawers = val_drawers
         self.image_size = image_size
         kwargs.setdefault('ann_file', '')
         super().__init__(data_root=data_root, metainfo=metainfo, **kwargs)
@@ -307,8 +324,12 @@ class Omniglot(BaseDataset):
     def load_data_list(self) -> List[dict]:
         """Decode (or fetch from the cache) and select the split."""
         arrays = _load_omniglot_arrays(self.data_root, self.image_size)
+        first_val = self.train_drawers - self.val_drawers + 1
         if self.split == 'train':
-            keep = arrays.drawers <= self.train_drawers
+            keep = arrays.drawers < first_val
+        elif self.split == 'val':
+            keep = (arrays.drawers >= first_val) & (
+                arrays.drawers <= self.train_drawers)
         else:
             keep = arrays.drawers > self.train_drawers
         return [
@@ -320,7 +341,8 @@ class Omniglot(BaseDataset):
         """Extra repr information of the dataset."""
         return [
             f'Data root: \t{self.data_root}',
-            f'Split: \t{self.split} (train drawers 1..{self.train_drawers})',
+            f'Split: \t{self.split} (train drawers 1..{self.train_drawers}, '
+            f'the last {self.val_drawers} of them for val)',
             f'Image size: \t{self.image_size}',
         ]
 

@@ -108,3 +108,34 @@ def test_fashion_mnist_corrupt(tmp_path):
     (tmp_path / 'train-labels-idx1-ubyte.gz').write_bytes(b'not gzip data')
     with pytest.raises(ValueError, match='gzip'):
         FashionMNISTIDX(data_root=str(tmp_path), split='train')
+
+
+def _items(dataset):
+    return [dataset.get_data_info(i) for i in range(len(dataset))]
+
+
+def test_val_split_is_held_out_of_train(fashion_root):
+    """num_val_per_class=100 of num_per_class=1000: the last 100 per class
+    are 'val', the first 900 'train'; 'test' is the test file."""
+    from mmnckd.datasets import FashionMNISTIDX
+
+    def split(name, **kwargs):
+        return FashionMNISTIDX(
+            data_root=fashion_root, split=name, pipeline=[], **kwargs)
+
+    kw = dict(num_per_class=1000, num_val_per_class=100)
+    train, val, full = split('train', **kw), split('val', **kw), split(
+        'train', num_per_class=1000)
+    assert (len(train), len(val), len(full)) == (9000, 1000, 10000)
+    assert [sum(d['gt_label'] == c for d in _items(val))
+            for c in range(10)] == [100] * 10
+    key = lambda d: d['img'].tobytes()  # noqa: E731
+    train_keys = [key(d) for d in _items(train)]
+    val_keys = [key(d) for d in _items(val)]
+    assert sorted(train_keys + val_keys) == sorted(
+        key(d) for d in _items(full))
+    assert len(split('test', **kw)) == 10000
+    with pytest.raises(ValueError, match="split='val' needs"):
+        split('val', num_per_class=1000)
+    with pytest.raises(ValueError, match='below num_per_class'):
+        split('train', num_per_class=100, num_val_per_class=100)

@@ -296,3 +296,35 @@ def test_published_sha256_matches_readme_and_bundled_zips(omniglot_root):
         assert f'| `{name}` |' in readme and f'`{sha}`' in readme, name
         data = (Path(omniglot_root) / name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == sha, name
+
+
+def _items(dataset):
+    return [dataset.get_data_info(i) for i in range(len(dataset))]
+
+
+def test_val_split_is_held_out_of_train(omniglot_root):
+    """val_drawers=2: drawers 14-15 are 'val' and leave 'train'; 'test'
+    (16-20) is unchanged; together they are the 15 training drawers."""
+    from mmnckd.datasets import Omniglot
+
+    def split(name, **kwargs):
+        return Omniglot(
+            data_root=omniglot_root, split=name, pipeline=[], **kwargs)
+
+    train, val = split('train', val_drawers=2), split('val', val_drawers=2)
+    full, test = split('train'), split('test', val_drawers=2)
+    assert (len(train), len(val), len(test)) == (242 * 13, 242 * 2, 1210)
+    assert sorted(d['gt_label']
+                  for d in _items(val)) == sorted(list(range(242)) * 2)
+    key = lambda d: d['img'].tobytes()  # noqa: E731
+    assert {key(d)
+            for d in _items(train)} | {key(d)
+                                       for d in _items(val)} == {
+                                           key(d)
+                                           for d in _items(full)
+                                       }
+    assert not {key(d) for d in _items(train)} & {key(d) for d in _items(val)}
+    with pytest.raises(ValueError, match="split='val' needs val_drawers"):
+        split('val')
+    with pytest.raises(ValueError, match='val_drawers must be an int in'):
+        split('train', val_drawers=15)

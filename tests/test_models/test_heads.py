@@ -225,3 +225,29 @@ def test_image_classifier_with_projector_and_etf_head():
     assert len(preds) == 4 and preds[0].pred_score.shape == (K, )
     feats = model.extract_feat(inputs, stage='neck')
     assert feats[-1].shape == (4, K - 1)
+
+
+@pytest.mark.parametrize('num_classes,peak', [(3, 0.9), (10, 0.99),
+                                              (242, 0.9)])
+def test_peak_scale_reaches_the_peak_on_an_etf(num_classes, peak):
+    """A feature on its own vertex of the head's simplex ETF gets softmax
+    probability exactly ``peak`` at the peak scale."""
+    from mmnckd.models.heads import peak_etf_scale
+    head = ETFHead(
+        num_classes=num_classes, in_channels=num_classes + 2, peak=peak)
+    scale = peak_etf_scale(num_classes, peak)
+    assert head.log_scale.exp().item() == pytest.approx(scale, rel=1e-6)
+    probs = head(tuple([head.weight.clone()])).softmax(dim=1)
+    torch.testing.assert_close(
+        probs.diagonal(),
+        torch.full((num_classes, ), peak),
+        rtol=1e-5,
+        atol=1e-5)
+    # hand value: K = 10, peak 0.99 -> 0.9 * ln(9 * 99) = 6.1117
+    assert peak_etf_scale(10, 0.99) == pytest.approx(0.9 * math.log(891))
+    # an explicit scale wins; a peak at or below chance is refused
+    assert ETFHead(
+        num_classes, num_classes, scale=2.0,
+        peak=peak).log_scale.exp().item() == pytest.approx(2.0)
+    with pytest.raises(ValueError, match='not above chance'):
+        peak_etf_scale(num_classes, 1.0 / num_classes)

@@ -37,6 +37,31 @@ def default_etf_scale(num_classes: int) -> float:
     return math.sqrt(2.0) * math.log(max(num_classes - 1, 2))
 
 
+def peak_etf_scale(num_classes: int, peak: float) -> float:
+    """The scale at which a perfectly collapsed feature reaches softmax
+    probability ``peak`` on its class.
+
+    A feature on its class's vertex of a ``K``-class simplex ETF has cosine 1
+    with its own weight and ``-1/(K-1)`` with the ``K - 1`` others, so its
+    probability is ``1 / (1 + (K-1) exp(-s K / (K-1)))``; solving for ``s``:
+
+    .. math:: s = \\frac{K-1}{K} \\ln\\frac{(K-1)\\,peak}{1 - peak}.
+
+    The AdaCos scale ``sqrt(2) ln(K-1)`` keeps that reachable peak at 0.91
+    for ``K = 242`` but lets it fall to 0.78 for ``K = 10`` (and 0.62 for
+    ``K = 3``): with few classes the cross-entropy never lets go and the
+    cosine logits a KD term compares are nearly flat. A fixed ``peak``
+    keeps the same reachable confidence at every ``K``.
+    """
+    if not 0.0 < peak < 1.0:
+        raise ValueError(f'peak must be in (0, 1), got {peak}.')
+    if peak <= 1.0 / num_classes:
+        raise ValueError(f'peak={peak} is not above chance 1/K = '
+                         f'{1.0 / num_classes:.4f} for K={num_classes}.')
+    k = float(num_classes)
+    return (k - 1) / k * math.log((k - 1) * peak / (1.0 - peak))
+
+
 @MODELS.register_module()
 class ETFHead(ClsHead):
     """Cosine classifier against a fixed simplex-ETF weight.
@@ -51,8 +76,13 @@ class ETFHead(ClsHead):
             a ``K``-class simplex ETF does not fit in fewer dimensions. Put a
             ``Projector`` neck in front of the head to reach that size.
         scale (float, optional): Logit scale ``s``. Defaults to
+            :func:`peak_etf_scale` when ``peak`` is given, else
             :func:`default_etf_scale` (``sqrt(2) * ln(K - 1)``, floored at
             ``sqrt(2) * ln 2`` for ``K = 2``).
+        peak (float, optional): Choose the scale so that a perfectly
+            collapsed feature reaches this probability on its class
+            (:func:`peak_etf_scale`), the same at every ``K``. Ignored when
+            ``scale`` is given.
         learnable_scale (bool): If True the scale is trained; it is stored
             as ``log_scale`` (an ``nn.Parameter``) so that it stays
             positive. If False ``log_scale`` is a buffer. In both cases the
@@ -80,6 +110,7 @@ class ETFHead(ClsHead):
                  in_channels: int,
                  scale: Optional[float] = None,
                  learnable_scale: bool = False,
+                 peak: Optional[float] = None,
                  seed: int = 0,
                  loss: dict = dict(type='CrossEntropyLoss', loss_weight=1.0),
                  init_cfg: Optional[dict] = None,
@@ -104,7 +135,9 @@ class ETFHead(ClsHead):
         self.learnable_scale = learnable_scale
 
         if scale is None:
-            scale = default_etf_scale(num_classes)
+            scale = (
+                default_etf_scale(num_classes)
+                if peak is None else peak_etf_scale(num_classes, peak))
         if scale <= 0:
             raise ValueError(f'ETFHead scale must be positive, got {scale}.')
         log_scale = torch.tensor(math.log(float(scale)), dtype=torch.float32)
