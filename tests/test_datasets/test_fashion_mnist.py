@@ -54,8 +54,8 @@ def test_fashion_mnist_num_per_class(fashion_root):
 
 
 def test_fashion_mnist_errors(tmp_path, fashion_root):
-    with pytest.raises(ValueError, match="'train', 'test'"):
-        FashionMNISTIDX(data_root=fashion_root, split='val')
+    with pytest.raises(ValueError, match="'train', 'val', 'test'"):
+        FashionMNISTIDX(data_root=fashion_root, split='valid')
 
     with pytest.raises(FileNotFoundError) as e:
         FashionMNISTIDX(data_root=str(tmp_path / 'nowhere'))

@@ -159,8 +159,8 @@ def test_omniglot_missing_files(tmp_path, omniglot_root):
 
 
 def test_omniglot_bad_args(omniglot_root):
-    with pytest.raises(ValueError, match="'train', 'test'"):
-        Omniglot(data_root=omniglot_root, split='val')
+    with pytest.raises(ValueError, match="'train', 'val', 'test'"):
+        Omniglot(data_root=omniglot_root, split='valid')
     with pytest.raises(ValueError, match='train_drawers'):
         Omniglot(data_root=omniglot_root, train_drawers=20)
 
