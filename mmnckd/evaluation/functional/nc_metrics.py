@@ -110,6 +110,13 @@ class NCAccumulator:
         if labels.numel() != feats.size(0):
             raise ValueError(f'Got {feats.size(0)} features but '
                              f'{labels.numel()} labels.')
+        if feats.is_floating_point() and not bool(torch.isfinite(feats).all()):
+            bad = int((~torch.isfinite(feats)).any(dim=1).sum())
+            raise ValueError(
+                f'Neural Collapse metrics got NaN/Inf features in {bad} of '
+                f'{feats.size(0)} samples: the model (or its checkpoint) has '
+                f'diverged. Check its weights; tools/test.py refuses NaN/Inf '
+                f'weights by name.')
         if labels.is_floating_point() or labels.is_complex():
             raise ValueError('labels must be integers.')
         self._check_labels(labels)
@@ -189,6 +196,13 @@ class NCAccumulator:
         undefined: a warning is issued and NaNs are returned.
         """
         keys = _KEYS + (('nc3', ) if weight is not None else ())
+        if weight is not None and not bool(
+                torch.isfinite(torch.as_tensor(weight)).all()):
+            rows = torch.nonzero(~torch.isfinite(torch.as_tensor(weight)).all(
+                dim=1)).flatten().tolist()
+            raise ValueError(f'NC3 got a classifier weight with NaN/Inf '
+                             f'values in rows {rows[:10]}: the head has '
+                             f'diverged or was damaged.')
         if self.sums is None:
             raise ValueError('NCAccumulator.compute() called before any '
                              'update(): there are no features.')

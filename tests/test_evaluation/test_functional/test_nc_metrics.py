@@ -183,3 +183,20 @@ def test_accumulator_errors():
     one.update(torch.randn(3, 4), torch.tensor([1, 1, 1]))
     with pytest.warns(UserWarning):
         assert math.isnan(one.compute()['nc1'])
+
+
+def test_non_finite_features_and_weight_are_named():
+    """NaN features used to reach linalg.svd ('... non-finite') and a NaN
+    head row gave nc3: nan without a word."""
+    feats = torch.randn(6, 4, dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    acc = NCAccumulator(num_classes=3)
+    acc.update(feats, labels)
+    weight = torch.randn(3, 4, dtype=torch.float64)
+    assert 'nc3' in acc.compute(weight)  # control
+    weight[1, 2] = float('nan')
+    with pytest.raises(ValueError, match=r'NaN/Inf values in rows \[1\]'):
+        acc.compute(weight)
+    feats[4, 0] = float('inf')
+    with pytest.raises(ValueError, match='NaN/Inf features in 1 of 6'):
+        NCAccumulator(num_classes=3).update(feats, labels)
