@@ -22,6 +22,7 @@ from mmpretrain.registry import (DATASETS, HOOKS, METRICS, MODELS, OPTIMIZERS,
 from mmpretrain.structures import DataSample
 
 import mmnckd  # noqa: F401  (registers mmnckd's classes)
+from mmnckd.models.distillers import SingleTeacherDistiller
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / 'configs'
@@ -130,8 +131,8 @@ def test_config_builds_and_steps(path):
     cfg = Config.fromfile(str(path))
     model = build_model(cfg)
     k = num_classes(model)
-    distiller = model.__class__.__name__ == 'NCKDDistiller'
-    if distiller and model.needs_prototypes:
+    distiller = isinstance(model, SingleTeacherDistiller)
+    if hasattr(model, 'set_prototypes') and model.needs_prototypes:  # NCKD
         model.set_prototypes(torch.randn(k, model.teacher_feat_dim))
     c, h, w = input_shape(cfg)
     n = 2 if h >= 128 else 4  # BatchNorm needs > 1 sample
@@ -140,7 +141,11 @@ def test_config_builds_and_steps(path):
     ]
 
     model.train()
-    samples = [DataSample().set_gt_label(i % k) for i in range(n)]
+    # sample_idx as mmengine's BaseDataset sets it (CRD's memory reads it)
+    samples = [
+        DataSample(metainfo=dict(sample_idx=i)).set_gt_label(i % k)
+        for i in range(n)
+    ]
     data = model.data_preprocessor(
         dict(inputs=inputs, data_samples=samples), True)
     assert tuple(data['inputs'].shape) == (n, c, h, w)

@@ -8,7 +8,9 @@ def test_registry_has_stock_and_mmnckd_types():
     import mmnckd  # noqa: F401
 
     for name in ('NCKDDistiller', 'PrototypeAlignLoss', 'ETFStructureLoss',
-                 'KDLoss', 'DKDLoss', 'ETFHead', 'Projector'):
+                 'KDLoss', 'DKDLoss', 'ETFHead', 'Projector', 'CRDLoss',
+                 'SimKDLoss', 'SimKDNeck', 'FrozenLinearClsHead',
+                 'SimKDDistiller', 'NCKDSimKDDistiller'):
         assert MODELS.get(name) is not None, name
     for name in ('TeacherPrototypeHook', 'RankConsistencyHook'):
         assert HOOKS.get(name) is not None, name

@@ -6,6 +6,8 @@ a distiller that is the whole teacher (hundreds of lines for a ResNet-50).
 This constructor builds the optimizer from the distiller's children other
 than ``teacher`` (the student, the projector, loss parameters), with the
 same names, so ``paramwise_cfg`` keys such as ``log_scale`` still match.
+Frozen parameters (``requires_grad=False``, e.g. SimKD's reused teacher
+classifier in the student's ``FrozenLinearClsHead``) are left out too.
 Everything else is mmengine's ``DefaultOptimWrapperConstructor``.
 
     optim_wrapper = dict(constructor='DistillerOptimWrapperConstructor', ...)
@@ -17,7 +19,10 @@ from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 class _WithoutTeacher(nn.Module):
     """A view of a model's children and direct parameters minus the
-    teacher (shares the modules; owns nothing)."""
+    teacher (shares the modules; owns nothing). Its ``parameters()``, which
+    mmengine hands to the optimizer without a ``paramwise_cfg``, are the
+    trainable ones; with a ``paramwise_cfg`` mmengine skips frozen ones
+    itself."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -26,6 +31,9 @@ class _WithoutTeacher(nn.Module):
                 self.add_module(name, child)
         for name, param in model.named_parameters(recurse=False):
             self.register_parameter(name, param)
+
+    def parameters(self, recurse: bool = True):
+        return (p for p in super().parameters(recurse) if p.requires_grad)
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()

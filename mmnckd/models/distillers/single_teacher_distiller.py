@@ -12,10 +12,13 @@ Each distillation loss is called with the arguments its ``forward`` names,
 out of :attr:`SingleTeacherDistiller.loss_inputs`: ``z`` (projected student
 features), ``labels`` (hard ``(N,)`` or Mixup/CutMix soft ``(N, K)``),
 ``student_logits``, ``teacher_logits``, ``teacher_feats`` (the teacher's
-pre-logit features) and ``epoch`` (0-based; under an iteration-based loop
-the completed passes over the training set, see ``EpochInfoHook``). A
-custom loss plugs in by naming them; the teacher runs only when a loss names
-``teacher_logits`` or ``teacher_feats``.
+pre-logit features), ``epoch`` (0-based; under an iteration-based loop
+the completed passes over the training set, see ``EpochInfoHook``),
+``student_feats`` (the student's pre-logit features ``f``, before the
+projector) and ``sample_idx`` (``(N,)`` int64, each sample's index in the
+training set, from its data sample's ``sample_idx``). A custom loss plugs in
+by naming them; the teacher runs only when a loss names one of
+:attr:`SingleTeacherDistiller.teacher_inputs`.
 
 ``predict`` and ``tensor`` run the student alone, so mmpretrain's metrics,
 ``tools/test.py`` and the exported student need nothing else.
@@ -134,7 +137,9 @@ class SingleTeacherDistiller(BaseModel):
 
     #: The arguments a distillation loss's ``forward`` may name.
     loss_inputs = ('z', 'labels', 'student_logits', 'teacher_logits',
-                   'teacher_feats', 'epoch')
+                   'teacher_feats', 'epoch', 'student_feats', 'sample_idx')
+    #: The loss inputs that need a teacher forward pass.
+    teacher_inputs = ('teacher_logits', 'teacher_feats')
 
     def __init__(self,
                  student: dict,
@@ -208,8 +213,9 @@ class SingleTeacherDistiller(BaseModel):
     def _build_losses(self, cfgs: Dict[str, dict]) -> torch.nn.ModuleDict:
         """Build the losses; bind each to the inputs its ``forward`` names.
 
-        A loss whose ``__init__`` takes ``num_classes`` or ``feat_dim`` gets
-        the distiller's (the teacher feature dim) unless its config sets it.
+        A loss whose ``__init__`` takes ``num_classes``, ``feat_dim`` (the
+        teacher feature dim), ``student_feat_dim`` or ``teacher_feat_dim``
+        gets the distiller's unless its config sets it.
         """
         losses = torch.nn.ModuleDict()
         self._loss_args = {}
@@ -226,6 +232,9 @@ class SingleTeacherDistiller(BaseModel):
                 cfg.setdefault('num_classes', self.num_classes)
             if 'feat_dim' in params:
                 cfg.setdefault('feat_dim', self.teacher_feat_dim)
+            for key in ('student_feat_dim', 'teacher_feat_dim'):
+                if key in params:
+                    cfg.setdefault(key, getattr(self, key))
             losses[name] = MODELS.build(cfg)
             params = inspect.signature(losses[name].forward).parameters
             unknown = [
@@ -471,7 +480,7 @@ class SingleTeacherDistiller(BaseModel):
             self.check_teacher_classes(meta.get('classes'))
         needed = self.needed_inputs
         t_feats = t_logits = None
-        if needed & {'teacher_logits', 'teacher_feats'}:
+        if needed & set(self.teacher_inputs):
             with torch.no_grad():
                 t_neck = self.teacher.extract_feat(inputs)
                 t_feats = self.teacher.head.pre_logits(t_neck)
@@ -482,11 +491,11 @@ class SingleTeacherDistiller(BaseModel):
         losses = {f'student.{k}': v for k, v in student_losses.items()}
         if not self.distill_losses:
             return self._check_finite_losses(losses)
-        z = None
+        s_feats = z = None
+        if needed & {'z', 'student_feats'}:
+            s_feats = self.student.head.pre_logits(record.feats)
         if 'z' in needed:
-            z = self.student.head.pre_logits(record.feats)
-            if self.projector is not None:
-                z = self.projector(z)
+            z = s_feats if self.projector is None else self.projector(s_feats)
         available = dict(
             z=z,
             labels=self._labels(data_samples),
@@ -494,11 +503,36 @@ class SingleTeacherDistiller(BaseModel):
             teacher_logits=t_logits,
             teacher_feats=t_feats,
             epoch=self._epoch(message_hub),
+            student_feats=s_feats,
+            sample_idx=(self._sample_idx(data_samples, record.logits.device)
+                        if 'sample_idx' in needed else None),
             **self.extra_loss_inputs())
         for name, loss_module in self.distill_losses.items():
             kwargs = {a: available[a] for a in self._loss_args[name]}
             losses[f'distill.{name}'] = loss_module(**kwargs)
         return self._check_finite_losses(losses)
+
+    @staticmethod
+    def _sample_idx(data_samples, device) -> torch.Tensor:
+        """The training-set index of each sample (``(N,)`` int64), which
+        mmengine's ``BaseDataset`` puts in every sample's metainfo and
+        mmpretrain's ``PackInputs`` keeps (``meta_keys``)."""
+        missing = [
+            i for i, s in enumerate(data_samples)
+            if s.metainfo.get('sample_idx') is None
+        ]
+        if missing:
+            raise ValueError(
+                f'A distillation loss needs each sample\'s training-set index '
+                f'(sample_idx), but data samples {missing[:5]} of this batch '
+                f'have none. Keep "sample_idx" in the meta_keys of the train '
+                f'pipeline\'s PackInputs (it is there by default) and use a '
+                f'dataset derived from mmengine\'s BaseDataset, which sets it.'
+            )
+        return torch.as_tensor(
+            [int(s.metainfo['sample_idx']) for s in data_samples],
+            dtype=torch.long,
+            device=device)
 
     @staticmethod
     def _epoch(message_hub) -> int:

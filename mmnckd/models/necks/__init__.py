@@ -1,3 +1,4 @@
 from .projector import Projector
+from .simkd_neck import SimKDNeck
 
-__all__ = ['Projector']
+__all__ = ['Projector', 'SimKDNeck']

@@ -11,6 +11,7 @@ from small_models import (D_T, NC_STUDENT, TEACHER, K, all_losses_distiller,
                           labelled_batch, ready, ready_to_train)
 
 import mmnckd  # noqa: F401
+from mmnckd.models.distillers import SingleTeacherDistiller
 
 
 def test_loss_keys_and_gradients_reach_student_only():
@@ -162,8 +163,10 @@ def test_student_neck_and_head_widths_checked_at_build():
     assert f'model.student.head.in_channels={D_T}' in msg
     assert f'teacher feature dim, {D_T}' in msg
     # and a projector that does not take the student's pre-logits
-    with pytest.raises(ValueError, match='model.projector.in_channels=8 '
-                       'but the student pre-logit dim'):
+    with pytest.raises(
+            ValueError,
+            match='model.projector.in_channels=8 '
+            'but the student pre-logit dim'):
         all_losses_distiller(
             student=classifier(2),
             projector=dict(type='Projector', in_channels=8, out_channels=D_T),
@@ -254,3 +257,99 @@ def test_mixup_cutmix_soft_labels_through_a_full_step(route):
         assert_finite_step(model, model(**data, mode='loss'))
     # the NC2 memory was fed by the soft class weights
     assert model.distill_losses.loss_nc2.memory_valid.all()
+
+
+# ------------------------------------------ student_feats and sample_idx
+class _Probe(torch.nn.Module):
+    """A loss that records what the distiller binds to its arguments."""
+
+    def __init__(self, student_feat_dim, teacher_feat_dim):
+        super().__init__()
+        self.dims = (student_feat_dim, teacher_feat_dim)
+        self.seen = {}
+
+    def forward(self, student_feats, z, sample_idx):
+        self.seen = dict(student_feats=student_feats, z=z, idx=sample_idx)
+        return student_feats.sum() * 0.0
+
+
+MODELS.register_module('_ProbeLoss', module=_Probe, force=True)
+
+
+def _probe_distiller(**kwargs):
+    return MODELS.build(
+        dict(
+            type='SingleTeacherDistiller',
+            student=classifier(2),
+            teacher=TEACHER,
+            projector=dict(type='Projector', in_channels=16, out_channels=D_T),
+            distill_losses=dict(loss_probe=dict(type='_ProbeLoss')),
+            **kwargs))
+
+
+def test_student_feats_are_the_unprojected_pre_logits():
+    model = _probe_distiller().train()
+    probe = model.distill_losses.loss_probe
+    # student_feat_dim / teacher_feat_dim filled in from the heads
+    assert probe.dims == (16, D_T)
+    inputs, samples = labelled_batch([0, 1, 2, 3])
+    for i, s in enumerate(samples):
+        s.set_metainfo(dict(sample_idx=10 + 3 * i))
+    model(inputs, samples, mode='loss')
+    feats = model.student.head.pre_logits(model.student.extract_feat(inputs))
+    assert probe.seen['student_feats'].shape == (4, 16)
+    torch.testing.assert_close(probe.seen['student_feats'], feats)
+    assert probe.seen['z'].shape == (4, D_T)  # projected
+    torch.testing.assert_close(probe.seen['z'], model.projector(feats))
+    assert probe.seen['idx'].tolist() == [10, 13, 16, 19]
+    assert probe.seen['idx'].dtype == torch.long
+
+
+def test_missing_sample_idx_names_the_fix():
+    model = _probe_distiller().train()
+    inputs, samples = labelled_batch([0, 1, 2])
+    samples[0].set_metainfo(dict(sample_idx=0))
+    with pytest.raises(ValueError) as err:
+        model(inputs, samples, mode='loss')
+    msg = str(err.value)
+    assert 'data samples [1, 2]' in msg
+    assert 'meta_keys' in msg and 'PackInputs' in msg
+
+
+def test_teacher_runs_only_for_teacher_inputs():
+    model = _probe_distiller().train()
+    calls = []
+    model.teacher.backbone.register_forward_pre_hook(
+        lambda *a: calls.append('teacher'))
+    inputs, samples = labelled_batch([0, 1])
+    for i, s in enumerate(samples):
+        s.set_metainfo(dict(sample_idx=i))
+    model(inputs, samples, mode='loss')
+    assert calls == []  # the probe names no teacher input
+    assert SingleTeacherDistiller.teacher_inputs == ('teacher_logits',
+                                                     'teacher_feats')
+
+
+def test_pack_inputs_keeps_the_dataset_index_through_collation():
+    """mmengine's BaseDataset writes sample_idx, mmpretrain's PackInputs
+    keeps it, default_collate passes the data samples through."""
+    import numpy as np
+    from mmengine.dataset import BaseDataset, default_collate
+    from mmpretrain.datasets.transforms import PackInputs
+
+    class _Tiny(BaseDataset):
+
+        def load_data_list(self):
+            return [
+                dict(img=np.full((4, 4), i, np.uint8), gt_label=i % 2)
+                for i in range(6)
+            ]
+
+    data = _Tiny(
+        pipeline=[PackInputs()],
+        indices=[1, 3, 5],  # a subset: numbered 0..2 again
+        serialize_data=False)
+    batch = default_collate([data[i] for i in range(len(data))])
+    idx = SingleTeacherDistiller._sample_idx(batch['data_samples'], 'cpu')
+    assert idx.tolist() == [0, 1, 2]
+    assert [int(x[0, 0, 0]) for x in batch['inputs']] == [1, 3, 5]

@@ -1,0 +1,10 @@
+# NCKD on top of CRD (Fashion-MNIST): CE 1.0 + 0.8 * CRD plus NC1 + NC2 on an
+# MLP projection of the student's features to the teacher's 256 dims.
+_base_ = ['../crd/crd_resnet18w32_resnet18w8_1xb128_fashion-mnist.py',
+          '../_base_/models/nckd.py']
+model = dict(
+    type='NCKDDistiller',
+    projector=dict(
+        type='Projector', in_channels=64, out_channels=256, mode='mlp'),
+    distill_losses={{_base_.nckd_plugin_losses}})
+val_evaluator = test_evaluator = {{_base_.nckd_evaluator}}
