@@ -3,8 +3,11 @@
     python .dev_scripts/mutation_check.py [--pytest-args "-m 'not slow'"]
 
 Each mutation changes one line of a copy of the repository (a known, small
-bug: a swapped momentum, a dropped factor, a skipped check) and runs the
-test selection on that copy; the mutation is *killed* when a test fails.
+bug: a swapped momentum, a dropped factor, a skipped check) and runs, on
+that copy, the test folders of the package part it mutates (the tests
+mirror the package: ``tests/test_models`` for ``mmnckd/models`` ...), all
+of them including the slow ones; the mutation is *killed* when a test
+fails.
 Prints one row per mutation and the number killed. The repository itself is
 never modified; the copy is HEAD (commit first).
 """
@@ -72,6 +75,19 @@ MUTATIONS = [
      'iteration-based epoch ignored'),
 ]
 
+#: package folder -> the test folders that exercise it
+TESTS = {
+    'mmnckd/models/': ['tests/test_models'],
+    'mmnckd/engine/': ['tests/test_engine'],
+    'mmnckd/utils/':
+    ['tests/test_utils', 'tests/test_tools', 'tests/test_engine'],
+    'mmnckd/evaluation/': ['tests/test_evaluation'],
+}
+
+
+def tests_of(path: str) -> list:
+    return next(v for k, v in TESTS.items() if path.startswith(k))
+
 
 def copy_repo(dst: Path) -> None:
     """The repository's tracked files at HEAD (commit before running)."""
@@ -84,7 +100,10 @@ def copy_repo(dst: Path) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--pytest-args', default="-m 'not slow'")
+    parser.add_argument(
+        '--pytest-args',
+        default='',
+        help='extra pytest arguments, e.g. "-m \'not slow\'"')
     parser.add_argument('--only', type=int, nargs='*')
     args = parser.parse_args()
     rows, killed = [], 0
