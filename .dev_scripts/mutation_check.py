@@ -120,7 +120,7 @@ def main():
             start = time.time()
             proc = subprocess.run([
                 sys.executable, '-m', 'pytest', '-x', '-q', '-p',
-                'no:cacheprovider', *shlex.split(args.pytest_args)
+                'no:cacheprovider', *tests, *shlex.split(args.pytest_args)
             ],
                                   cwd=tmp,
                                   capture_output=True,
