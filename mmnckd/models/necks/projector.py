@@ -8,6 +8,7 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
 from ...utils.single_sample_batches import SINGLE_SAMPLE_FIX, batch_norm_layers
+from ..utils.global_batch_norm import GlobalBatchNorm1d
 
 _MODES = ('linear', 'mlp', 'identity')
 
@@ -45,6 +46,9 @@ class Projector(BaseModule):
             ``max(2 * in_channels, out_channels)``.
         mode (str): One of ``'linear'``, ``'mlp'``, ``'identity'``.
             Defaults to ``'linear'``.
+        sync_bn (bool): Normalise over the samples of all processes
+            (:class:`GlobalBatchNorm1d`, CPU and GPU) instead of each
+            process's own. Same checkpoint keys. Defaults to False.
         init_cfg (dict, optional): Initialisation config. Defaults to None
             (PyTorch's default initialisation).
     """
@@ -54,6 +58,7 @@ class Projector(BaseModule):
                  out_channels: int,
                  hidden_channels: Optional[int] = None,
                  mode: str = 'linear',
+                 sync_bn: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if mode not in _MODES:
@@ -66,7 +71,9 @@ class Projector(BaseModule):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.mode = mode
+        self.sync_bn = sync_bn
         self.hidden_channels = None
+        norm = GlobalBatchNorm1d if sync_bn else nn.BatchNorm1d
 
         if mode == 'identity':
             if in_channels != out_channels:
@@ -78,7 +85,7 @@ class Projector(BaseModule):
         elif mode == 'linear':
             self.proj = nn.Sequential(
                 nn.Linear(in_channels, out_channels, bias=False),
-                nn.BatchNorm1d(out_channels))
+                norm(out_channels))
         else:  # mlp
             if hidden_channels is None:
                 hidden_channels = max(2 * in_channels, out_channels)
@@ -88,9 +95,9 @@ class Projector(BaseModule):
             self.hidden_channels = hidden_channels
             self.proj = nn.Sequential(
                 nn.Linear(in_channels, hidden_channels, bias=False),
-                nn.BatchNorm1d(hidden_channels), nn.ReLU(inplace=True),
+                norm(hidden_channels), nn.ReLU(inplace=True),
                 nn.Linear(hidden_channels, out_channels, bias=False),
-                nn.BatchNorm1d(out_channels))
+                norm(out_channels))
 
     def max_rank(self) -> int:
         """Upper bound on the rank the projected representation can reach.
