@@ -5,6 +5,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine import dist
 from mmpretrain.registry import MODELS
+from torch.distributed.nn.functional import \
+    all_reduce as differentiable_all_reduce
 
 from mmnckd.models.utils import etf_gram
 from .gram_distance import gram_distance
@@ -90,6 +92,14 @@ class ETFStructureLoss(nn.Module):
             batch-only. Defaults to 0.9.
         target (str): ``'teacher'`` or ``'etf'``. Defaults to ``'teacher'``.
         reduction (str): ``'mean'`` or ``'row_sum'``. Defaults to ``'mean'``.
+        global_batch (bool): In distributed training, compute the batch
+            class means from the per-class sums and counts of *all*
+            processes (a differentiable all-reduce), so that every process
+            computes the NC2 loss of the global batch, as one process with
+            the whole batch would; DDP's gradient averaging then gives the
+            one-process gradient. False: each process uses its own batch's
+            means (each class then gets only its own process's share of the
+            gradient). No effect on one process. Defaults to True.
     """
 
     TARGETS = ('teacher', 'etf')
@@ -101,7 +111,8 @@ class ETFStructureLoss(nn.Module):
                  loss_weight: float = 1.0,
                  momentum: float = 0.9,
                  target: str = 'teacher',
-                 reduction: str = 'mean'):
+                 reduction: str = 'mean',
+                 global_batch: bool = True):
         super().__init__()
         if target not in self.TARGETS:
             raise ValueError(
@@ -124,6 +135,7 @@ class ETFStructureLoss(nn.Module):
         self.momentum = momentum
         self.target = target
         self.reduction = reduction
+        self.global_batch = global_batch
         self.register_buffer(
             'memory', torch.zeros(num_classes, feat_dim, dtype=torch.float32))
         self.register_buffer('memory_valid',
@@ -172,11 +184,15 @@ class ETFStructureLoss(nn.Module):
         return self._gram_cache[1]
 
     @torch.no_grad()
-    def _update_memory(self, sums: torch.Tensor, counts: torch.Tensor) -> None:
-        """EMA update from per-class sums/counts, all-reduced over ranks."""
+    def _update_memory(self,
+                       sums: torch.Tensor,
+                       counts: torch.Tensor,
+                       reduced: bool = False) -> None:
+        """EMA update from per-class sums/counts, all-reduced over ranks
+        (unless ``reduced``: they already are)."""
         sums = sums.detach().to(self.memory.device, torch.float32)
         counts = counts.detach().to(self.memory.device, torch.float32)
-        if dist.is_distributed():  # one collective for sums and counts
+        if dist.is_distributed() and not reduced:  # one collective
             stats = torch.cat([sums, counts[:, None]], dim=1).contiguous()
             dist.all_reduce(stats, op='sum')
             sums, counts = stats[:, :-1], stats[:, -1]
@@ -217,6 +233,12 @@ class ETFStructureLoss(nn.Module):
             zf = z.float()
             sums = weights.t() @ zf  # (K, d)
             counts = weights.sum(dim=0)  # (K,)
+            reduced = (
+                self.training and self.global_batch and dist.is_distributed())
+            if reduced:  # the global batch's sums, with gradient
+                stats = differentiable_all_reduce(
+                    torch.cat([sums, counts[:, None]], dim=1).contiguous())
+                sums, counts = stats[:, :-1], stats[:, -1]
             present = counts > 0
             batch_means = sums / counts.clamp_min(1e-12)[:, None]
 
@@ -244,5 +266,5 @@ class ETFStructureLoss(nn.Module):
                 loss = sq / denom
 
             if self.training:
-                self._update_memory(sums, counts)
+                self._update_memory(sums, counts, reduced)
         return self.loss_weight * loss

@@ -387,3 +387,64 @@ def test_memory_momentum_weights_the_old_value():
     assert torch.equal(crit.memory[1], torch.tensor([0., 1.]))  # not in batch
     assert torch.equal(crit.memory[2], torch.tensor([5., 5.]))
     assert crit.memory_valid.tolist() == [True, True, True]
+
+
+def _global_batch_worker(rank, world_size, port, out_dir, global_batch):
+    torch_dist.init_process_group(
+        'gloo',
+        init_method=f'tcp://127.0.0.1:{port}',
+        rank=rank,
+        world_size=world_size)
+    try:
+        protos = simplex_etf(NUM_CLASSES, FEAT_DIM + 1)[:, :FEAT_DIM]
+        crit = ETFStructureLoss(
+            NUM_CLASSES,
+            FEAT_DIM,
+            momentum=MOMENTUM,
+            global_batch=global_batch).train()
+        losses, grads = [], []
+        for step in _make_rank_batches():
+            z, labels = step[rank]
+            z = z.clone().requires_grad_(True)
+            loss = crit(z, labels, protos)
+            loss.backward()
+            losses.append(loss.detach())
+            grads.append(z.grad)
+        torch.save(
+            dict(losses=losses, grads=grads),
+            osp.join(out_dir, f'rank{rank}.pth'))
+    finally:
+        torch_dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('global_batch', [True, False])
+def test_global_batch_equals_one_process(tmp_path, global_batch):
+    """With global_batch=True each of 2 processes computes the NC2 loss of
+    the concatenated batch, and its features' gradient, averaged over the
+    processes as DDP averages, is the one-process gradient; with False
+    (the earlier behaviour) each process sees only its own batch means."""
+    world_size = 2
+    mp.spawn(
+        _global_batch_worker,
+        args=(world_size, _free_port(), str(tmp_path), global_batch),
+        nprocs=world_size,
+        join=True)
+    ranks = [
+        torch.load(osp.join(tmp_path, f'rank{r}.pth'))
+        for r in range(world_size)
+    ]
+    protos = simplex_etf(NUM_CLASSES, FEAT_DIM + 1)[:, :FEAT_DIM]
+    ref = ETFStructureLoss(NUM_CLASSES, FEAT_DIM, momentum=MOMENTUM).train()
+    for i, step in enumerate(_make_rank_batches()):
+        sizes = [step[r][0].shape[0] for r in range(world_size)]
+        z = torch.cat([step[0][0], step[1][0]]).requires_grad_(True)
+        labels = torch.cat([_to_soft(step[0][1]), _to_soft(step[1][1])])
+        loss = ref(z, labels, protos)
+        loss.backward()
+        expected = z.grad.split(sizes)
+        for r in range(world_size):
+            same_loss = torch.allclose(ranks[r]['losses'][i], loss, atol=1e-6)
+            same_grad = torch.allclose(
+                ranks[r]['grads'][i] / world_size, expected[r], atol=1e-6)
+            assert same_loss == same_grad == global_batch, (i, r)
