@@ -5,6 +5,7 @@ _base_ = ['../crd/crd_resnet18w32_resnet18w8_1xb128_fashion-mnist.py',
 model = dict(
     type='NCKDDistiller',
     projector=dict(
-        type='Projector', in_channels=64, out_channels=256, mode='mlp'),
+        type='Projector', in_channels=64, out_channels=256, mode='mlp',
+        sync_bn=True),
     distill_losses={{_base_.nckd_plugin_losses}})
 val_evaluator = test_evaluator = {{_base_.nckd_evaluator}}

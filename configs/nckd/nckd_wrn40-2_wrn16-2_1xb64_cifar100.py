@@ -5,6 +5,7 @@ model = dict(
     kd_target='prototype_cosine',
     student=dict(
         neck=dict(_delete_=True, type='Projector', in_channels=128,
+                  sync_bn=True,
                   out_channels=128, mode='mlp'),
         head=dict(_delete_=True, type='ETFHead', num_classes=100,
                   in_channels=128)),

@@ -6,6 +6,7 @@ model = dict(
     type='NCKDDistiller',
     projector=dict(
         type='Projector', in_channels=64, out_channels=128,
+        sync_bn=True,
         hidden_channels=256, mode='mlp'),
     distill_losses={{_base_.nckd_plugin_losses}})
 val_evaluator = test_evaluator = {{_base_.nckd_evaluator}}
