@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from dist_utils import free_port, gloo_group
 from mmengine.evaluator import Evaluator
 from mmpretrain.registry import METRICS
 from mmpretrain.structures import DataSample
@@ -197,13 +198,7 @@ def test_metric_missing_feature():
 
 
 def _dist_worker(rank, world_size, port, collect_dir, feats, labels, queue):
-    import torch.distributed as torch_dist
-    torch_dist.init_process_group(
-        'gloo',
-        init_method=f'tcp://127.0.0.1:{port}',
-        rank=rank,
-        world_size=world_size)
-    try:
+    with gloo_group(rank, world_size, port):
         size = len(labels)
         # mmengine DefaultSampler(shuffle=False, round_up=True)
         total = -(-size // world_size) * world_size
@@ -215,20 +210,14 @@ def _dist_worker(rank, world_size, port, collect_dir, feats, labels, queue):
         res = metric.evaluate(size)
         if rank == 0:
             queue.put(res)
-    finally:
-        torch_dist.destroy_process_group()
 
 
 @pytest.mark.slow
 def test_metric_distributed_cpu_collect(tmp_path):
-    import socket
-
     import torch.multiprocessing as mp
     if not torch.distributed.is_available():
         pytest.skip('torch.distributed unavailable')
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     feats, labels = _data(N=7, K=3, seed=5)  # 2 ranks: 1 padded sample
     ctx = mp.get_context('spawn')
     queue = ctx.SimpleQueue()

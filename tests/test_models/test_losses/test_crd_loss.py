@@ -5,12 +5,11 @@ memory across 2 gloo processes (identical ranks, equal to one process on
 the concatenated batches)."""
 import math
 import os.path as osp
-import socket
 
 import pytest
 import torch
-import torch.distributed as torch_dist
 import torch.multiprocessing as mp
+from dist_utils import free_port, gloo_group
 from mmpretrain.registry import MODELS
 from small_models import TEACHER, K, classifier, labelled_batch
 
@@ -257,12 +256,7 @@ def _dist_crd():
 
 
 def _dist_worker(rank, world_size, port, out_dir):
-    torch_dist.init_process_group(
-        'gloo',
-        init_method=f'tcp://127.0.0.1:{port}',
-        rank=rank,
-        world_size=world_size)
-    try:
+    with gloo_group(rank, world_size, port):
         crit = _dist_crd()
         losses = []
         for step in _rank_batches():
@@ -271,21 +265,13 @@ def _dist_worker(rank, world_size, port, out_dir):
         torch.save(
             dict(state=crit.state_dict(), losses=torch.stack(losses).detach()),
             osp.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        torch_dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_memory_identical_across_ranks_and_equal_to_one_process(tmp_path):
     mp.spawn(
         _dist_worker,
-        args=(2, _free_port(), str(tmp_path)),
+        args=(2, free_port(), str(tmp_path)),
         nprocs=2,
         join=True)
     results = [

@@ -4,13 +4,12 @@ singleton and single-class batches)."""
 import math
 import os
 import os.path as osp
-import socket
 
 import pytest
 import torch
-import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from dist_utils import free_port, gloo_group
 from small_models import (D_T, K, all_losses_distiller, assert_finite_step,
                           labelled_batch, ready_to_train, unit_prototypes)
 
@@ -314,12 +313,7 @@ def _to_soft(labels):
 
 
 def _dist_worker(rank, world_size, port, out_dir):
-    torch_dist.init_process_group(
-        'gloo',
-        init_method=f'tcp://127.0.0.1:{port}',
-        rank=rank,
-        world_size=world_size)
-    try:
+    with gloo_group(rank, world_size, port):
         protos = simplex_etf(NUM_CLASSES, FEAT_DIM + 1)[:, :FEAT_DIM]
         crit = ETFStructureLoss(
             NUM_CLASSES, FEAT_DIM, momentum=MOMENTUM).train()
@@ -332,14 +326,6 @@ def _dist_worker(rank, world_size, port, out_dir):
                 'memory': crit.memory.clone(),
                 'valid': crit.memory_valid.clone()
             }, osp.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        torch_dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -347,7 +333,7 @@ def test_etf_memory_distributed(tmp_path):
     world_size = 2
     mp.spawn(
         _dist_worker,
-        args=(world_size, _free_port(), str(tmp_path)),
+        args=(world_size, free_port(), str(tmp_path)),
         nprocs=world_size,
         join=True)
     results = [
@@ -390,12 +376,7 @@ def test_memory_momentum_weights_the_old_value():
 
 
 def _global_batch_worker(rank, world_size, port, out_dir, global_batch):
-    torch_dist.init_process_group(
-        'gloo',
-        init_method=f'tcp://127.0.0.1:{port}',
-        rank=rank,
-        world_size=world_size)
-    try:
+    with gloo_group(rank, world_size, port):
         protos = simplex_etf(NUM_CLASSES, FEAT_DIM + 1)[:, :FEAT_DIM]
         crit = ETFStructureLoss(
             NUM_CLASSES,
@@ -413,8 +394,6 @@ def _global_batch_worker(rank, world_size, port, out_dir, global_batch):
         torch.save(
             dict(losses=losses, grads=grads),
             osp.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        torch_dist.destroy_process_group()
 
 
 @pytest.mark.slow
@@ -427,7 +406,7 @@ def test_global_batch_equals_one_process(tmp_path, global_batch):
     world_size = 2
     mp.spawn(
         _global_batch_worker,
-        args=(world_size, _free_port(), str(tmp_path), global_batch),
+        args=(world_size, free_port(), str(tmp_path), global_batch),
         nprocs=world_size,
         join=True)
     ranks = [
