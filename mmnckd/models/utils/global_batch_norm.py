@@ -43,16 +43,19 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
         if x.dim() != 2:
             raise ValueError(f'GlobalBatchNorm1d expects (N, C) inputs, got '
                              f'{tuple(x.shape)}.')
+        # statistics in float32 (as autocast runs BatchNorm), output in the
+        # input's dtype
+        xf = x.float()
         stats = all_reduce(
-            torch.cat([x.sum(dim=0),
-                       x.new_tensor([float(x.size(0))])]))
+            torch.cat([xf.sum(dim=0),
+                       xf.new_tensor([float(x.size(0))])]))
         n = stats[-1]
         mean = stats[:-1] / n
-        centred = x - mean
+        centred = xf - mean
         var = all_reduce((centred * centred).sum(dim=0)) / n
         y = centred * torch.rsqrt(var + self.eps)
         if self.affine:
-            y = y * self.weight + self.bias
+            y = y * self.weight.float() + self.bias.float()
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -61,4 +64,4 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
                 unbiased = var * n / (n - 1).clamp_min(1.0)
                 self.running_mean.mul_(1 - momentum).add_(momentum * mean)
                 self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
-        return y
+        return y.to(x.dtype)
