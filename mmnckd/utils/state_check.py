@@ -52,13 +52,34 @@ def check_finite(named: Iterable[Tuple[str, torch.Tensor]], what: str,
         raise ValueError(f'{what} has NaN/Inf values in: {_show(bad)}. {fix}')
 
 
+def state_differences(
+    own: Mapping[str, torch.Tensor], given: Mapping
+) -> Tuple[List[str], List[str], List[Tuple[str, Optional[tuple], tuple]]]:
+    """How ``given`` (a loaded state dict) differs from ``own`` (a model's).
+
+    Returns the sorted missing keys, the sorted unexpected keys and, for the
+    shared keys whose shapes differ, ``(key, given shape, own shape)``
+    (``given shape`` None when the loaded value is not a tensor).
+    """
+    missing = sorted(set(own) - set(given))
+    unexpected = sorted(set(given) - set(own))
+    mismatched = [
+        (k, tuple(given[k].shape) if torch.is_tensor(given[k]) else None,
+         tuple(own[k].shape)) for k in sorted(set(own)
+                                              & set(given))
+        if getattr(given[k], 'shape', None) != own[k].shape
+    ]
+    return missing, unexpected, mismatched
+
+
 def check_state_matches(model: torch.nn.Module,
                         state: Mapping[str, torch.Tensor],
                         what: str,
                         fix: str,
                         ignore: Tuple[str, ...] = ()) -> None:
     """Raise ``ValueError`` unless ``state`` has exactly ``model``'s keys
-    (those starting with a prefix in ``ignore`` aside) with the same shapes.
+    (those starting with a prefix in ``ignore`` aside) with the same shapes
+    (a non-tensor value is not compared).
 
     The message lists the missing keys, the unexpected keys and the shape
     mismatches, then ``fix``.
@@ -67,14 +88,16 @@ def check_state_matches(model: torch.nn.Module,
     def keep(key):
         return not key.startswith(ignore)
 
-    own = {k: v for k, v in model.state_dict().items() if keep(k)}
-    given = {k: v for k, v in state.items() if keep(k)}
-    missing = sorted(set(own) - set(given))
-    unexpected = sorted(set(given) - set(own))
-    mismatched = sorted(
-        f'{k}: {tuple(given[k].shape)} in the checkpoint, '
-        f'{tuple(own[k].shape)} in the model' for k in set(own) & set(given)
-        if torch.is_tensor(given[k]) and given[k].shape != own[k].shape)
+    missing, unexpected, differ = state_differences(
+        {
+            k: v
+            for k, v in model.state_dict().items() if keep(k)
+        }, {
+            k: v
+            for k, v in state.items() if keep(k)
+        })
+    mismatched = sorted(f'{k}: {given} in the checkpoint, {own} in the model'
+                        for k, given, own in differ if given is not None)
     if missing or unexpected or mismatched:
         parts = []
         if missing:

@@ -35,7 +35,8 @@ from mmengine.model import BaseModel
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmpretrain.registry import MODELS
 
-from ...utils.state_check import weights_sha256
+from ...utils.state_check import (state_differences, strip_prefix,
+                                  weights_sha256)
 from ..utils import attach_features
 
 
@@ -338,24 +339,23 @@ class SingleTeacherDistiller(BaseModel):
         if not isinstance(state, dict):
             raise RuntimeError(f'model.teacher_ckpt={filename!r} holds no '
                                f'state_dict.')
-        state = {
-            k[7:] if k.startswith('module.') else k: v
-            for k, v in state.items()
-        }
+        state = strip_prefix(state, '')  # DDP's module. prefix
         if any(k.startswith('teacher.') for k in state):  # a distiller's
-            state = {
-                k[8:]: v
-                for k, v in state.items() if k.startswith('teacher.')
-            }
+            state = strip_prefix(state, 'teacher.')
         # the teacher's own preprocessor is not used (inputs are shared)
-        own_state = self.teacher.state_dict()
-        own = {k for k in own_state if not k.startswith('data_preprocessor.')}
-        given = {k for k in state if not k.startswith('data_preprocessor.')}
-        missing, unexpected = sorted(own - given), sorted(given - own)
-        mismatched = sorted(
-            f'{k}: {tuple(state[k].shape)} vs {tuple(own_state[k].shape)}'
-            for k in own & given
-            if getattr(state[k], 'shape', None) != own_state[k].shape)
+        own = {
+            k: v
+            for k, v in self.teacher.state_dict().items()
+            if not k.startswith('data_preprocessor.')
+        }
+        missing, unexpected, differ = state_differences(
+            own, {
+                k: v
+                for k, v in state.items()
+                if not k.startswith('data_preprocessor.')
+            })
+        mismatched = sorted(f'{k}: {given} vs {model}'
+                            for k, given, model in differ)
         if missing or unexpected or mismatched:
             raise RuntimeError(
                 f'model.teacher_ckpt={filename!r} does not match '
