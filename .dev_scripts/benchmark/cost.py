@@ -11,7 +11,8 @@ In one process:
   KD step (``kd_plain``: the reference for the distiller's own cost), with
   KD, with NCKD (the
   default: NC1 + NC2 + NC3 head + KD in cosine space) and with NCKD without
-  its KD term (no teacher forward per step) -- the preset's configs; the
+  its KD term (no teacher forward per step), and (Omniglot preset) with CRD,
+  CRD + NCKD, SimKD and SimKD + NCKD -- the preset's configs; the
   student alone is the KD config's ``model.student`` -- same
   teacher, batch and input size (random images and labels,
   random teacher weights and prototypes: the cost does not depend on them).
@@ -68,6 +69,12 @@ PRESETS = dict(
         nckd='configs/nckd/nckd_resnet18w32_resnet18w8_1xb64_omniglot.py',
         nckd_no_kd='configs/nckd/'
         'nckd_resnet18w32_resnet18w8_1xb64-no-kd_omniglot.py',
+        crd='configs/crd/crd_resnet18w32_resnet18w8_1xb64_omniglot.py',
+        crd_nckd='configs/nckd/'
+        'nckd_resnet18w32_resnet18w8_1xb64-crd_omniglot.py',
+        simkd='configs/simkd/simkd_resnet18w32_resnet18w8_1xb64_omniglot.py',
+        simkd_nckd='configs/nckd/'
+        'nckd_resnet18w32_resnet18w8_1xb64-simkd_omniglot.py',
         input=(1, 28, 28)),
     imagenet=dict(
         kd='configs/kd/kd_resnet50_mobilenetv2_8xb32_in1k.py',
@@ -76,7 +83,8 @@ PRESETS = dict(
         'nckd_resnet50_mobilenetv2_8xb32-no-kd_in1k.py',
         input=(3, 224, 224)),
 )
-METHODS = ('student', 'kd_plain', 'kd', 'nckd', 'nckd_no_kd')
+METHODS = ('student', 'kd_plain', 'kd', 'nckd', 'nckd_no_kd', 'crd',
+           'crd_nckd', 'simkd', 'simkd_nckd')
 
 
 def load_cfg(path):
@@ -158,7 +166,11 @@ def batch(cfg, shape, num_classes, device, seed=0):
     inputs = torch.randint(
         0, 256, (n, *shape), dtype=torch.uint8, generator=gen)
     labels = torch.randint(0, num_classes, (n, ), generator=gen)
-    samples = [DataSample().set_gt_label(int(y)) for y in labels]
+    # sample_idx: CRD's memory rows (the first n samples of the training set)
+    samples = [
+        DataSample(metainfo=dict(sample_idx=i)).set_gt_label(int(y))
+        for i, y in enumerate(labels)
+    ]
     return dict(inputs=inputs.to(device), data_samples=samples)
 
 
@@ -336,7 +348,10 @@ def main():
     lines = [f'machine: {machine}, torch {torch.__version__}']
 
     if 'steps' in args.sections:
-        steps = bench_steps(preset, METHODS, args.steps, args.rounds, device,
+        methods = [
+            m for m in METHODS if m in preset or m in ('student', 'kd_plain')
+        ]
+        steps = bench_steps(preset, methods, args.steps, args.rounds, device,
                             log)
         results['steps'] = steps
         kd = steps['kd']

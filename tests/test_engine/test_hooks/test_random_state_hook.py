@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from tool_utils import ENV, REPO, nckd_config
+from tool_utils import ENV, NCKD, REPO, write_config
 
 from mmnckd.engine.hooks.random_state_hook import (get_random_state,
                                                    set_random_state)
@@ -104,18 +104,30 @@ def _run_and_kill(cmd, work, env, marker='Epoch(train) [2][10/'):
     assert not (work / 'epoch_2.pth').exists()
 
 
+# NCKD on top of CRD: the run also carries CRD's contrastive memory (one
+# momentum-updated row per training sample for each network) and its
+# normalising constants, which must come back exactly with --resume
+CRD_NCKD = 'configs/nckd/nckd_resnet18w32_resnet18w8_1xb64-crd_omniglot.py'
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    'nproc,with_hook', [(1, True), (2, True), (1, False)],
-    ids=['1-process', '2-processes', 'control'])
-def test_kill_and_resume_is_bit_identical(teacher_ckpt, tmp_path, nproc,
+    'base,nproc,with_hook', [(NCKD, 1, True), (NCKD, 2, True),
+                             (NCKD, 1, False), (CRD_NCKD, 1, True),
+                             (CRD_NCKD, 2, True)],
+    ids=[
+        '1-process', '2-processes', 'control', 'crd-memory-1-process',
+        'crd-memory-2-processes'
+    ])
+def test_kill_and_resume_is_bit_identical(teacher_ckpt, tmp_path, base, nproc,
                                           with_hook):
     """The control, without the hook, diverges (it did before the hook)."""
     extra = 'train_cfg = dict(max_epochs=3, val_interval=1)\n'
     if not with_hook:
         extra += ('default_hooks = dict(logger=dict(interval=10), '
                   'random_state=None)\n')
-    cfg = nckd_config(tmp_path / 'cfg.py', teacher_ckpt, epochs=3, extra=extra)
+    extra += f'model = dict(teacher_ckpt={str(teacher_ckpt)!r})\n'
+    cfg = write_config(tmp_path / 'cfg.py', base, epochs=3, extra=extra)
     env = dict(
         os.environ,
         PYTHONUNBUFFERED='1',
@@ -134,6 +146,9 @@ def test_kill_and_resume_is_bit_identical(teacher_ckpt, tmp_path, nproc,
     resumed = tmp_path / 'resumed' / 'work'
     resumed.mkdir(parents=True)
     _run_and_kill(_command(cfg, resumed, nproc), resumed, env)
+    crd_key = 'distill_losses.loss_crd.memory.student'
+    if base == CRD_NCKD:  # the memory the resumed run starts from
+        at_kill = _final_state(resumed / 'epoch_1.pth')[0][crd_key]
     proc = subprocess.run(
         _command(cfg, resumed, nproc, '--resume'),
         cwd=REPO,
@@ -150,3 +165,9 @@ def test_kill_and_resume_is_bit_identical(teacher_ckpt, tmp_path, nproc,
         return
     assert 'Random state restored from the checkpoint.' in out
     _assert_identical(full / 'epoch_3.pth', resumed / 'epoch_3.pth')
+    if base == CRD_NCKD:
+        # the memory was saved, restored and moved on: rows of epoch 3
+        # differ from those of the epoch_1 checkpoint the run resumed from
+        at_end = _final_state(resumed / 'epoch_3.pth')[0][crd_key]
+        assert at_end.shape == (3630, 128)
+        assert not torch.equal(at_kill, at_end)

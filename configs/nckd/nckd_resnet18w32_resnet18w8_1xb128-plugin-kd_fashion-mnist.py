@@ -1,0 +1,11 @@
+# Plug-in form on Fashion-MNIST: the KD config's linear head and KD loss, with
+# NC1 + NC2 on a projector to the teacher's width (256) added on top.
+_base_ = ['../kd/kd_resnet18w32_resnet18w8_1xb128_fashion-mnist.py',
+          '../_base_/models/nckd.py']
+model = dict(
+    type='NCKDDistiller',
+    projector=dict(
+        type='Projector', in_channels=64, out_channels=256, mode='mlp',
+        sync_bn=True),
+    distill_losses={{_base_.nckd_plugin_losses}})
+val_evaluator = test_evaluator = {{_base_.nckd_evaluator}}
