@@ -19,7 +19,10 @@ def test_cost_steps_and_prototype_pass(tmp_path):
     assert '| nckd |' in text and 'Prototype pass' in text
     res = json.loads(out.read_text())
     steps = res['steps']
-    assert set(steps) == {'student', 'kd_plain', 'kd', 'nckd', 'nckd_no_kd'}
+    assert set(steps) == {
+        'student', 'kd_plain', 'kd', 'nckd', 'nckd_no_kd', 'crd', 'crd_nckd',
+        'simkd', 'simkd_nckd'
+    }
     for r in steps.values():
         assert r['step_s'] > 0 and r['peak_bytes'] > 0
     # KD and NCKD hold the teacher on top of the student (NCKD without KD
@@ -29,6 +32,13 @@ def test_cost_steps_and_prototype_pass(tmp_path):
     # the generic KD distiller holds nothing a hand-written KD loop does not
     # (no prototype buffers): the same peak within 1 %
     assert steps['kd']['peak_bytes'] <= 1.01 * steps['kd_plain']['peak_bytes']
+    # CRD holds its memory (2 x 3,630 x 128 floats) and gathers
+    # 64 x 1,025 rows of it per network and step: more than KD's peak
+    crd_memory = 2 * 3630 * 128 * 4
+    assert steps['crd']['peak_bytes'] > steps['kd']['peak_bytes'] + crd_memory
+    # NCKD on top adds its projector, prototypes and NC losses
+    assert steps['crd_nckd']['peak_bytes'] > steps['crd']['peak_bytes']
+    assert steps['simkd_nckd']['peak_bytes'] > steps['simkd']['peak_bytes']
     proto = res['proto']
     assert proto['seconds']['prototype_pass'] > 0
     assert proto['ratio'] > 0
