@@ -11,8 +11,9 @@ In one process:
   KD step (``kd_plain``: the reference for the distiller's own cost), with
   KD, with NCKD (the
   default: NC1 + NC2 + NC3 head + KD in cosine space) and with NCKD without
-  its KD term (no teacher forward per step), and (Omniglot preset) with CRD,
-  CRD + NCKD, SimKD and SimKD + NCKD -- the preset's configs; the
+  its KD term (no teacher forward per step), and (Omniglot preset) with the
+  plug-in form on KD, CRD, CRD + NCKD, SimKD and SimKD + NCKD -- the
+  preset's configs; the
   student alone is the KD config's ``model.student`` -- same
   teacher, batch and input size (random images and labels,
   random teacher weights and prototypes: the cost does not depend on them).
@@ -69,6 +70,8 @@ PRESETS = dict(
         nckd='configs/nckd/nckd_resnet18w32_resnet18w8_1xb64_omniglot.py',
         nckd_no_kd='configs/nckd/'
         'nckd_resnet18w32_resnet18w8_1xb64-no-kd_omniglot.py',
+        plugin_kd='configs/nckd/'
+        'nckd_resnet18w32_resnet18w8_1xb64-plugin-kd_omniglot.py',
         crd='configs/crd/crd_resnet18w32_resnet18w8_1xb64_omniglot.py',
         crd_nckd='configs/nckd/'
         'nckd_resnet18w32_resnet18w8_1xb64-crd_omniglot.py',
@@ -83,8 +86,8 @@ PRESETS = dict(
         'nckd_resnet50_mobilenetv2_8xb32-no-kd_in1k.py',
         input=(3, 224, 224)),
 )
-METHODS = ('student', 'kd_plain', 'kd', 'nckd', 'nckd_no_kd', 'crd',
-           'crd_nckd', 'simkd', 'simkd_nckd')
+METHODS = ('student', 'kd_plain', 'kd', 'nckd', 'nckd_no_kd', 'plugin_kd',
+           'crd', 'crd_nckd', 'simkd', 'simkd_nckd')
 
 
 def load_cfg(path):

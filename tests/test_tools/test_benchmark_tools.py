@@ -20,8 +20,8 @@ def test_cost_steps_and_prototype_pass(tmp_path):
     res = json.loads(out.read_text())
     steps = res['steps']
     assert set(steps) == {
-        'student', 'kd_plain', 'kd', 'nckd', 'nckd_no_kd', 'crd', 'crd_nckd',
-        'simkd', 'simkd_nckd'
+        'student', 'kd_plain', 'kd', 'nckd', 'nckd_no_kd', 'plugin_kd', 'crd',
+        'crd_nckd', 'simkd', 'simkd_nckd'
     }
     for r in steps.values():
         assert r['step_s'] > 0 and r['peak_bytes'] > 0
