@@ -5,10 +5,6 @@ model = dict(
     projector=dict(
         type='Projector', in_channels=64, out_channels=256, mode='mlp',
         sync_bn=True),
-    # NC1 and NC2 at 0.3 each: chosen on the validation splits of Omniglot
-    # and Fashion-MNIST together (0.3 against 1.0; configs/nckd/README.md)
-    # (added to the KD config's loss_kd)
-    distill_losses=dict(
-        loss_nc1=dict(type='PrototypeAlignLoss', loss_weight=0.3),
-        loss_nc2=dict(type='ETFStructureLoss', loss_weight=0.3)))
+    # NC1 + NC2 at 0.3 (chosen on validation), added to the KD loss
+    distill_losses={{_base_.nckd_plugin_kd_losses}})
 val_evaluator = test_evaluator = {{_base_.nckd_evaluator}}
