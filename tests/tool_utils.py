@@ -73,10 +73,12 @@ def top1(output: str) -> float:
     return float(lines[-1].split('accuracy/top1:')[1].split()[0])
 
 
-def nckd_config(path, teacher_ckpt, epochs=1, extra=''):
+def nckd_config(path, teacher_ckpt, epochs=1, extra='', base=NCKD):
+    """A test config of ``base`` (an NCKD config by default) that reads the
+    teacher from ``teacher_ckpt``."""
     return write_config(
         path,
-        NCKD,
+        base,
         epochs=epochs,
         extra=f'model = dict(teacher_ckpt={str(teacher_ckpt)!r})\n' + extra)
 

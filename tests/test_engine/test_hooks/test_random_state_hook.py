@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from tool_utils import ENV, NCKD, REPO, write_config
+from tool_utils import ENV, NCKD, REPO, nckd_config
 
 from mmnckd.engine.hooks.random_state_hook import (get_random_state,
                                                    set_random_state)
@@ -126,8 +126,8 @@ def test_kill_and_resume_is_bit_identical(teacher_ckpt, tmp_path, base, nproc,
     if not with_hook:
         extra += ('default_hooks = dict(logger=dict(interval=10), '
                   'random_state=None)\n')
-    extra += f'model = dict(teacher_ckpt={str(teacher_ckpt)!r})\n'
-    cfg = write_config(tmp_path / 'cfg.py', base, epochs=3, extra=extra)
+    cfg = nckd_config(
+        tmp_path / 'cfg.py', teacher_ckpt, epochs=3, extra=extra, base=base)
     env = dict(
         os.environ,
         PYTHONUNBUFFERED='1',
