@@ -153,6 +153,13 @@ def summary(values):
     return mean, std
 
 
+def format_top1(values):
+    """``mean ± sample std`` over the seeds; a single run has no spread, so
+    it is written alone (``88.59``, not ``88.59 ± 0.00``)."""
+    mean, std = summary(values)
+    return f'{mean:.2f}' if len(values) == 1 else f'{mean:.2f} ± {std:.2f}'
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
@@ -250,16 +257,15 @@ def main():
                  f'{train["nc1"]:.3f} | {train["nc2"]:.3f} | '
                  f'{train.get("nc3", float("nan")):.3f} | |')
     for method, runs in results['runs'].items():
-        top1 = summary([r['top1'] for r in runs.values()])
+        top1 = format_top1([r['top1'] for r in runs.values()])
         minutes = statistics.mean(
             (r.get('train_seconds') or 0) / 60 for r in runs.values())
         ncs = [
             summary([r.get(k, float('nan')) for r in runs.values()])[0]
             for k in ('nc1', 'nc2', 'nc3')
         ]
-        lines.append(f'| {method} | {len(runs)} | {top1[0]:.2f} ± '
-                     f'{top1[1]:.2f} | {ncs[0]:.3f} | {ncs[1]:.3f} | '
-                     f'{ncs[2]:.3f} | {minutes:.1f} |')
+        lines.append(f'| {method} | {len(runs)} | {top1} | {ncs[0]:.3f} | '
+                     f'{ncs[1]:.3f} | {ncs[2]:.3f} | {minutes:.1f} |')
     table = '\n'.join(lines)
     print(table)
     os.makedirs(runs_root, exist_ok=True)

@@ -44,8 +44,7 @@ def test_cost_steps_and_prototype_pass(tmp_path):
     assert proto['ratio'] > 0
 
 
-def test_efficacy_benchmarks_name_existing_configs():
-    """Every efficacy method is a config file (no overlays in code)."""
+def load_efficacy():
     import importlib.util
 
     from tool_utils import REPO
@@ -53,6 +52,13 @@ def test_efficacy_benchmarks_name_existing_configs():
         'efficacy', REPO / '.dev_scripts/benchmark/efficacy.py')
     efficacy = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(efficacy)
+    return efficacy
+
+
+def test_efficacy_benchmarks_name_existing_configs():
+    """Every efficacy method is a config file (no overlays in code)."""
+    from tool_utils import REPO
+    efficacy = load_efficacy()
     for name in ('omniglot', 'fashion_mnist'):
         bench = efficacy.load_benchmark(name)
         configs = [bench['teacher'], *bench['methods'].values()]
@@ -61,3 +67,11 @@ def test_efficacy_benchmarks_name_existing_configs():
         assert {'student', 'kd', 'dkd', 'nckd'} <= set(bench['methods'])
     with pytest.raises(SystemExit, match='No benchmark file'):
         efficacy.load_benchmark('no_such_benchmark')
+
+
+def test_efficacy_top1_cell_has_no_spread_for_one_seed():
+    """One run is written alone; several as mean ± sample std (n - 1)."""
+    efficacy = load_efficacy()
+    assert efficacy.format_top1([88.594]) == '88.59'
+    # mean 2, sample std sqrt(((1-2)^2 + 0 + (3-2)^2) / 2) = 1
+    assert efficacy.format_top1([1.0, 2.0, 3.0]) == '2.00 ± 1.00'
