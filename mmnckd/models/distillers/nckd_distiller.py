@@ -28,6 +28,7 @@ from .single_teacher_distiller import SingleTeacherDistiller
 
 HEAD_WEIGHTS = ('teacher', 'nearest_etf', 'canonical')
 KD_TARGETS = ('logits', 'prototype_cosine')
+HEAD_INITS = (None, 'prototypes')
 
 
 @MODELS.register_module()
@@ -39,6 +40,16 @@ class NCKDDistiller(SingleTeacherDistiller):
             'teacher' (``P``), 'nearest_etf' or 'canonical'.
         kd_target (str): What the losses get as ``teacher_logits``:
             'logits' (the teacher head's) or 'prototype_cosine'.
+        head_init (str, optional): ``'prototypes'``: a linear student head
+            on features of the teacher's width starts from the prototypes,
+            ``W = a P``, ``b = 0``, and is then trained like any head. Done
+            once, when the prototypes are first set; a resumed run or a
+            recomputation keeps the trained head. Defaults to None.
+        head_init_scale (float, optional): ``a``. Defaults to
+            ``sqrt(2) log(K - 1) / sqrt(d)``: a BatchNorm-ended projector
+            gives features of norm about ``sqrt(d)``, so the first logits
+            are ``sqrt(2) log(K - 1) cos(z, p_k)``, those of an ``ETFHead``
+            at its default (AdaCos) scale.
         **kwargs: The arguments of :class:`SingleTeacherDistiller`.
     """
 
@@ -48,6 +59,8 @@ class NCKDDistiller(SingleTeacherDistiller):
                  *args,
                  head_weights: str = 'teacher',
                  kd_target: str = 'logits',
+                 head_init: Optional[str] = None,
+                 head_init_scale: Optional[float] = None,
                  **kwargs):
         if head_weights not in HEAD_WEIGHTS:
             raise ValueError(f'model.head_weights must be one of '
@@ -58,6 +71,12 @@ class NCKDDistiller(SingleTeacherDistiller):
         super().__init__(*args, **kwargs)
         self.head_weights = head_weights
         self.kd_target = kd_target
+        self.head_init = head_init
+        self.head_init_scale = head_init_scale
+        self._check_head_init()
+        # whether the linear head was initialised from P (saved in
+        # checkpoints, so a resumed or recomputed run keeps its trained head)
+        self.register_buffer('head_initialised', torch.tensor(False))
         self._check_etf_head()
         K, d = self.num_classes, self.teacher_feat_dim
         self.register_buffer('teacher_class_means', torch.zeros(K, d))
@@ -70,6 +89,32 @@ class NCKDDistiller(SingleTeacherDistiller):
                              torch.zeros(32, dtype=torch.uint8))
         self.register_buffer('prototype_classes_sha256',
                              torch.zeros(32, dtype=torch.uint8))
+
+    def _check_head_init(self) -> None:
+        """``head_init='prototypes'`` needs a linear head (``fc``) on
+        features of the teacher's width."""
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f'model.head_init must be one of {HEAD_INITS}, '
+                             f'got {self.head_init!r}.')
+        if self.head_init_scale is not None and self.head_init_scale <= 0:
+            raise ValueError(f'model.head_init_scale must be > 0, got '
+                             f'{self.head_init_scale}.')
+        if self.head_init is None:
+            return
+        fc = getattr(self.student.head, 'fc', None)
+        if not isinstance(fc, torch.nn.Linear):
+            raise ValueError(
+                f"model.head_init='prototypes' initialises a linear head "
+                f'(LinearClsHead), got {type(self.student.head).__name__}: '
+                f'use head_init=None with an ETFHead (its weights come from '
+                f'head_weights).')
+        if fc.in_features != self.teacher_feat_dim:
+            raise ValueError(
+                f'model.student.head.in_channels={fc.in_features} must equal '
+                f'the teacher feature dim {self.teacher_feat_dim} for '
+                f"head_init='prototypes': give the student neck=dict("
+                f'type="Projector", out_channels={self.teacher_feat_dim}, '
+                f'...).')
 
     def _check_etf_head(self) -> None:
         """An ETF head fed by ``P`` has the teacher's width, and the student
@@ -104,6 +149,7 @@ class NCKDDistiller(SingleTeacherDistiller):
     def needs_prototypes(self) -> bool:
         """Whether training needs the teacher prototypes."""
         return ('prototypes' in self.needed_inputs
+                or self.head_init == 'prototypes'
                 or (self._etf_head and self.head_weights != 'canonical')
                 or self.kd_target == 'prototype_cosine')
 
@@ -155,6 +201,15 @@ class NCKDDistiller(SingleTeacherDistiller):
                 torch.tensor(
                     list(bytes.fromhex(digest)) if digest else [0] * 32,
                     dtype=torch.uint8))
+        if self.head_init == 'prototypes' and not bool(self.head_initialised):
+            fc = self.student.head.fc
+            scale = self.head_init_scale
+            if scale is None:
+                scale = math.sqrt(2) * math.log(max(K - 1, 2)) / math.sqrt(d)
+            fc.weight.copy_(scale * self.prototypes)
+            if fc.bias is not None:
+                fc.bias.zero_()
+            self.head_initialised.fill_(True)
         if self._etf_head and self.head_weights != 'canonical':
             weight = self.prototypes
             if self.head_weights == 'nearest_etf':

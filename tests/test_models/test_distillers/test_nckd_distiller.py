@@ -7,9 +7,10 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from small_models import (D_T, K, all_losses_distiller, assert_finite_step,
-                          batch, classifier, distiller, labelled_batch, ready,
-                          ready_to_train, unit_prototypes)
+from small_models import (D_T, NC_STUDENT, K, all_losses_distiller,
+                          assert_finite_step, batch, classifier, distiller,
+                          labelled_batch, ready, ready_to_train,
+                          unit_prototypes)
 
 import mmnckd  # noqa: F401
 from mmnckd.models.losses import KDLoss, PrototypeAlignLoss
@@ -159,3 +160,65 @@ def test_projector_reaching_etf_rank_does_not_warn(hidden):
     """Rank K - 1 = 5 (the boundary) or more: no warning."""
     assert _rank_warnings(hidden_channels=4)  # the control warns
     assert _rank_warnings(hidden_channels=hidden) == []
+
+
+def _init_head_distiller(**kwargs):
+    """The ETF-head form's student with a learnable linear head started
+    from the prototypes."""
+    student = classifier(
+        2,
+        neck=NC_STUDENT['neck'],
+        head=dict(type='LinearClsHead', num_classes=K, in_channels=D_T))
+    return distiller(student=student, head_init='prototypes', **kwargs)
+
+
+def test_head_init_from_prototypes_once():
+    model = _init_head_distiller()
+    fc = model.student.head.fc
+    assert not bool(model.head_initialised)
+    mu = torch.randn(K, D_T)
+    model.set_prototypes(mu)
+    # default scale sqrt(2) ln(K - 1) / sqrt(d) = sqrt(2) ln 5 / sqrt(32)
+    scale = 2**0.5 * 1.6094379 / 32**0.5
+    assert abs(scale - 0.402359) < 1e-5
+    assert torch.allclose(fc.weight, scale * model.prototypes, atol=1e-6)
+    assert torch.equal(fc.bias, torch.zeros(K))
+    assert bool(model.head_initialised)
+    # a trained head is kept when the prototypes are set again (a
+    # recomputation on resume), and the flag travels in the state dict
+    with torch.no_grad():
+        fc.weight.add_(1.0)
+    trained = fc.weight.clone()
+    model.set_prototypes(torch.randn(K, D_T))
+    assert torch.equal(fc.weight, trained)
+    fresh = _init_head_distiller()
+    fresh.load_state_dict(model.state_dict())
+    fresh.set_prototypes(torch.randn(K, D_T))
+    assert torch.equal(fresh.student.head.fc.weight, trained)
+
+
+def test_head_init_scale_and_a_training_step():
+    model = _init_head_distiller(head_init_scale=2.0)
+    assert model.needs_prototypes
+    ready(model).train()
+    assert torch.allclose(model.student.head.fc.weight, 2.0 * model.prototypes)
+    inputs, samples, _ = batch()
+    losses = model(inputs, samples, mode='loss')
+    assert_finite_step(model, losses)
+    assert model.student.head.fc.weight.grad is not None
+
+
+def test_head_init_bad_values_named_at_build():
+    with pytest.raises(ValueError, match=r"head_init must be one of.*'etf'"):
+        distiller(head_init='etf')
+    with pytest.raises(ValueError, match='head_init_scale must be > 0'):
+        _init_head_distiller(head_init_scale=0.0)
+    with pytest.raises(ValueError, match='LinearClsHead.*got ETFHead'):
+        distiller(head_init='prototypes')
+    # the plug-in layout: the linear head on the 16-d backbone features,
+    # the losses on a projection to 32: the head cannot take P
+    with pytest.raises(ValueError, match=r'in_channels=16 must equal.*32'):
+        distiller(
+            student=classifier(2),
+            projector=dict(type='Projector', in_channels=16, out_channels=32),
+            head_init='prototypes')

@@ -34,7 +34,7 @@ SUBSET = 32  # the first 32 training images (3 characters)
 def build(method, teacher_ckpt, omniglot_root):
     """The config's distiller (teacher loaded), optimizer and a loader of
     the training subset."""
-    cfg = Config.fromfile(REPO / CONFIGS[method])
+    cfg = Config.fromfile(REPO / CONFIGS.get(method, method))
     cfg.model.teacher_ckpt = str(teacher_ckpt)
     if 'crd' in method:  # the memory has one row per training sample
         cfg.model.distill_losses.loss_crd.num_samples = SUBSET
@@ -84,6 +84,25 @@ def test_one_training_step_on_omniglot(method, teacher_ckpt, omniglot_root):
             assert torch.equal(before[key], after[key])
         assert torch.equal(after['student.head.fc.weight'],
                            model.teacher.head.fc.weight)
+
+
+def test_init_head_config_starts_at_the_prototypes_and_trains_the_head(
+        teacher_ckpt, omniglot_root):
+    """``head_init='prototypes'``: the learnable head is a P after the
+    prototypes are set (a = sqrt(2) ln 241 / 16 = 0.48479) and moves in the
+    first real step, unlike SimKD's reused classifier."""
+    model, optim, loader = build(
+        'configs/nckd/nckd_resnet18w32_resnet18w8_1xb64-init-head_omniglot.py',
+        teacher_ckpt, omniglot_root)
+    fc = model.student.head.fc
+    torch.testing.assert_close(fc.weight, 0.48479 * model.prototypes,
+                               atol=1e-5, rtol=0)
+    before = fc.weight.detach().clone()
+    log_vars = model.train().train_step(next(iter(loader)), optim)
+    assert {'distill.loss_nc1', 'distill.loss_nc2',
+            'distill.loss_kd'} <= set(log_vars)
+    assert not torch.equal(before, fc.weight)
+    assert bool(model.head_initialised)
 
 
 def test_exported_simkd_student_predicts_through_the_teacher_classifier(
