@@ -3,7 +3,8 @@ subset of the real training set: one optimizer step in-process each (data
 pipeline, sample_idx, optimizer constructor, losses); the exported SimKD
 student (export_student.py) predicts through the teacher's classifier, and
 its documented parameter count; the CRD memory on 2 processes
-(tools/dist_train.sh, gloo) stays identical on both ranks."""
+(tools/dist_train.sh, gloo) stays identical on both ranks; the init-head
+NCKD config starts its learnable head at the prototypes and trains it."""
 import re
 
 import pytest
