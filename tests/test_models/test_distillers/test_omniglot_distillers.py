@@ -96,8 +96,8 @@ def test_init_head_config_starts_at_the_prototypes_and_trains_the_head(
         'configs/nckd/nckd_resnet18w32_resnet18w8_1xb64-init-head_omniglot.py',
         teacher_ckpt, omniglot_root)
     fc = model.student.head.fc
-    torch.testing.assert_close(fc.weight, 0.48479 * model.prototypes,
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        fc.weight, 0.48479 * model.prototypes, atol=1e-5, rtol=0)
     before = fc.weight.detach().clone()
     log_vars = model.train().train_step(next(iter(loader)), optim)
     assert {'distill.loss_nc1', 'distill.loss_nc2',
