@@ -5,10 +5,5 @@ _base_ = ['./nckd_resnet18w32_resnet18w8_1xb128_fashion-mnist.py']
 model = dict(
     kd_target='logits',
     head_init='prototypes',
-    student=dict(
-        head=dict(
-            _delete_=True,
-            type='LinearClsHead',
-            num_classes=10,
-            in_channels=256,
-            loss=dict(type='CrossEntropyLoss', loss_weight=1.0))))
+    # the ETF head's num_classes and in_channels (256) stay
+    student=dict(head=dict(type='LinearClsHead')))
