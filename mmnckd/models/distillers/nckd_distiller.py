@@ -74,9 +74,12 @@ class NCKDDistiller(SingleTeacherDistiller):
         self.head_init = head_init
         self.head_init_scale = head_init_scale
         self._check_head_init()
-        # whether the linear head was initialised from P (saved in
-        # checkpoints, so a resumed or recomputed run keeps its trained head)
-        self.register_buffer('head_initialised', torch.tensor(False))
+        if head_init is not None:
+            # whether the linear head was initialised from P (saved in
+            # checkpoints, so a resumed or recomputed run keeps its trained
+            # head); only with head_init, so the checkpoints of the other
+            # configs keep their keys
+            self.register_buffer('head_initialised', torch.tensor(False))
         self._check_etf_head()
         K, d = self.num_classes, self.teacher_feat_dim
         self.register_buffer('teacher_class_means', torch.zeros(K, d))

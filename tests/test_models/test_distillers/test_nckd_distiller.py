@@ -197,6 +197,12 @@ def test_head_init_from_prototypes_once():
     assert torch.equal(fresh.student.head.fc.weight, trained)
 
 
+def test_without_head_init_the_state_dict_keeps_its_keys():
+    """Checkpoints of configs without head_init load strictly as before."""
+    assert 'head_initialised' not in distiller().state_dict()
+    assert 'head_initialised' in _init_head_distiller().state_dict()
+
+
 def test_head_init_scale_and_a_training_step():
     model = _init_head_distiller(head_init_scale=2.0)
     assert model.needs_prototypes
