@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
 from ...utils.state_check import non_finite_entries
+from ..heads import default_etf_scale
 from ..utils import nearest_simplex_etf
 from .single_teacher_distiller import SingleTeacherDistiller
 
@@ -68,6 +69,12 @@ class NCKDDistiller(SingleTeacherDistiller):
         if kd_target not in KD_TARGETS:
             raise ValueError(f'model.kd_target must be one of {KD_TARGETS}, '
                              f'got {kd_target!r}.')
+        if head_init not in HEAD_INITS:
+            raise ValueError(f'model.head_init must be one of {HEAD_INITS}, '
+                             f'got {head_init!r}.')
+        if head_init_scale is not None and head_init_scale <= 0:
+            raise ValueError(f'model.head_init_scale must be > 0, got '
+                             f'{head_init_scale}.')
         super().__init__(*args, **kwargs)
         self.head_weights = head_weights
         self.kd_target = kd_target
@@ -96,12 +103,6 @@ class NCKDDistiller(SingleTeacherDistiller):
     def _check_head_init(self) -> None:
         """``head_init='prototypes'`` needs a linear head (``fc``) on
         features of the teacher's width."""
-        if self.head_init not in HEAD_INITS:
-            raise ValueError(f'model.head_init must be one of {HEAD_INITS}, '
-                             f'got {self.head_init!r}.')
-        if self.head_init_scale is not None and self.head_init_scale <= 0:
-            raise ValueError(f'model.head_init_scale must be > 0, got '
-                             f'{self.head_init_scale}.')
         if self.head_init is None:
             return
         fc = getattr(self.student.head, 'fc', None)
@@ -208,7 +209,7 @@ class NCKDDistiller(SingleTeacherDistiller):
             fc = self.student.head.fc
             scale = self.head_init_scale
             if scale is None:
-                scale = math.sqrt(2) * math.log(max(K - 1, 2)) / math.sqrt(d)
+                scale = default_etf_scale(K) / math.sqrt(d)
             fc.weight.copy_(scale * self.prototypes)
             if fc.bias is not None:
                 fc.bias.zero_()
@@ -227,7 +228,7 @@ class NCKDDistiller(SingleTeacherDistiller):
             return super().teacher_logits(neck_feats, pre_logits)
         scale = getattr(self.student.head, 'scale', None)
         if scale is None:
-            scale = math.sqrt(2) * math.log(max(self.num_classes - 1, 2))
+            scale = default_etf_scale(self.num_classes)
         scale = torch.as_tensor(scale, dtype=torch.float32).detach()
         centred = F.normalize(
             pre_logits.float() - self.teacher_global_mean, dim=1, eps=1e-12)
