@@ -20,6 +20,9 @@ the benchmark's validation part of the training set and is evaluated on it
 (the YAML's ``val_options``: drawers 14-15 of Omniglot's training drawers,
 100 of Fashion-MNIST's 1,000 training images per class). The test split is
 read only by the default ``--split test``, once per final configuration.
+``--val-fold F`` holds out the F-th such block counted from the end (the
+datasets' ``val_fold``; 0 is the YAML's), so several folds cross-validate
+an option on different images; a fold's runs go to ``val-foldF``.
 The teacher always trains on its whole training set. ``--nproc N`` trains on
 N processes (``tools/dist_train.sh``; on a CPU-only machine, gloo);
 ``--cfg-options`` adds options to every student run (e.g. the per-process
@@ -178,6 +181,12 @@ def main():
         default='test',
         help='evaluate on the test split (final numbers) or on the '
         'validation part of the training set (choosing options)')
+    parser.add_argument(
+        '--val-fold',
+        type=int,
+        default=0,
+        help='with --split val: which block of the training set is held '
+        'out (0: the YAML val_options; F: the F-th block from the end)')
     parser.add_argument('--nproc', type=int, default=1)
     parser.add_argument(
         '--cfg-options',
@@ -198,7 +207,17 @@ def main():
         if not spec.get('val_options'):
             raise SystemExit(f'{args.benchmark} has no val_options.')
         split_options = list(spec['val_options'])
-    tag = '_'.join([args.split] +
+        if args.val_fold:
+            split_options += [
+                f'{loader}.dataset.val_fold={args.val_fold}'
+                for loader in ('train_dataloader', 'val_dataloader',
+                               'test_dataloader')
+            ]
+    elif args.val_fold:
+        raise SystemExit('--val-fold needs --split val.')
+    split_name = args.split + (f'-fold{args.val_fold}'
+                               if args.val_fold else '')
+    tag = '_'.join([split_name] +
                    ([f'{args.nproc}proc'] if args.nproc > 1 else []) +
                    [o.replace('/', '-') for o in args.cfg_options])
     runs_root = root if tag == 'test' else osp.join(root, tag)

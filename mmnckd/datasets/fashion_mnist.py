@@ -8,6 +8,8 @@ import numpy as np
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
+# training images per class in the Fashion-MNIST training file
+TRAIN_PER_CLASS = 6000
 FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
                          'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
 
@@ -135,6 +137,11 @@ class FashionMNISTIDX(BaseDataset):
             training images, the last ``num_val_per_class`` form the
             ``'val'`` split and leave the ``'train'`` split, for choosing
             options without the test split. Defaults to 0 (no val split).
+        val_fold (int): Which block of ``num_val_per_class`` images per
+            class is held out, counted from the end: fold ``f`` holds out
+            the ``f``-th block before the last (fold 0: the last
+            ``num_val_per_class``), so several folds validate on different
+            images (cross-validation). Defaults to 0.
         metainfo (dict, optional): Meta information; ``classes`` defaults to
             the 10 Fashion-MNIST class names.
         **kwargs: Other keyword arguments of :class:`BaseDataset`
@@ -150,6 +157,7 @@ class FashionMNISTIDX(BaseDataset):
                  split: str = 'train',
                  num_per_class: Optional[int] = None,
                  num_val_per_class: int = 0,
+                 val_fold: int = 0,
                  metainfo: Optional[dict] = None,
                  **kwargs):
         if split not in self.SPLITS:
@@ -168,6 +176,16 @@ class FashionMNISTIDX(BaseDataset):
             raise ValueError(
                 f'num_val_per_class must be an int >= 0 and below '
                 f'num_per_class ({num_per_class}), got {num_val_per_class!r}.')
+        per_class = num_per_class or TRAIN_PER_CLASS
+        max_fold = ((per_class - 1) // num_val_per_class - 1
+                    if num_val_per_class else 0)
+        if (isinstance(val_fold, bool) or not isinstance(val_fold, int)
+                or not 0 <= val_fold <= max_fold):
+            raise ValueError(
+                f'val_fold must be an int in 0..{max_fold} (blocks of '
+                f'num_val_per_class={num_val_per_class} images that leave '
+                f'at least one of the {per_class} training images per class '
+                f'to train on), got {val_fold!r}.')
         if split == 'val' and num_val_per_class == 0:
             raise ValueError(
                 "Fashion-MNIST split='val' needs num_val_per_class >= 1 (the "
@@ -180,6 +198,7 @@ class FashionMNISTIDX(BaseDataset):
                              f'holds the Fashion-MNIST files. {_HOW_TO_GET}')
         self.split = split
         self.num_val_per_class = num_val_per_class
+        self.val_fold = val_fold
         self.num_per_class = num_per_class
         kwargs.setdefault('ann_file', '')
         super().__init__(data_root=data_root, metainfo=metainfo, **kwargs)
@@ -191,16 +210,18 @@ class FashionMNISTIDX(BaseDataset):
         if self.num_per_class is None and not self.num_val_per_class:
             indices = np.arange(len(labels))
         else:
-            # per class, in file order: the first (num_per_class -
-            # num_val_per_class) are 'train', the next num_val_per_class 'val'
+            # per class, in file order: the val_fold-th block of
+            # num_val_per_class from the end is 'val', the rest 'train'
             keep = np.zeros(len(labels), dtype=bool)
             for c in range(len(FASHION_MNIST_CLASSES)):
                 of_class = np.flatnonzero(labels == c)[:self.num_per_class]
-                num_train = len(of_class) - self.num_val_per_class
+                end = len(of_class) - self.val_fold * self.num_val_per_class
+                held_out = np.zeros(len(of_class), dtype=bool)
+                held_out[end - self.num_val_per_class:end] = True
                 if self.split == 'val':
-                    keep[of_class[num_train:]] = True
+                    keep[of_class[held_out]] = True
                 elif self.split == 'train':
-                    keep[of_class[:num_train]] = True
+                    keep[of_class[~held_out]] = True
                 else:
                     keep[of_class] = True
             indices = np.flatnonzero(keep)
@@ -212,7 +233,8 @@ class FashionMNISTIDX(BaseDataset):
         if self.num_per_class is not None:
             body.append(f'Samples per class: \t{self.num_per_class}')
         if self.num_val_per_class:
-            body.append(f'Held out for val: \t{self.num_val_per_class}')
+            body.append(f'Held out for val: \t{self.num_val_per_class} '
+                        f'(fold {self.val_fold})')
         return body
 
 

@@ -269,6 +269,12 @@ class Omniglot(BaseDataset):
             form the ``'val'`` split and leave the ``'train'`` split, for
             choosing options without the test split (e.g. 1: train on drawers
             1..14, validate on drawer 15). Defaults to 0 (no val split).
+        val_fold (int): Which block of ``val_drawers`` training drawers is
+            held out, counted from the end: fold ``f`` holds out drawers
+            ``train_drawers - (f+1) * val_drawers + 1`` to ``train_drawers -
+            f * val_drawers`` (fold 0: the last ones), so several folds
+            validate on different drawers (cross-validation) while each
+            trains on the rest. Defaults to 0.
         image_size (int): Side of the square output images. Defaults to 28.
         metainfo (dict, optional): Meta information; ``classes`` defaults to
             the 242 sorted class names.
@@ -285,6 +291,7 @@ class Omniglot(BaseDataset):
                  split: str = 'train',
                  train_drawers: int = 15,
                  val_drawers: int = 0,
+                 val_fold: int = 0,
                  image_size: int = 28,
                  metainfo: Optional[dict] = None,
                  **kwargs):
@@ -301,6 +308,15 @@ class Omniglot(BaseDataset):
             raise ValueError(
                 f'val_drawers must be an int in 0..train_drawers - 1 = '
                 f'{train_drawers - 1}, got {val_drawers!r}.')
+        max_fold = ((train_drawers - 1) // val_drawers - 1
+                    if val_drawers else 0)
+        if (isinstance(val_fold, bool) or not isinstance(val_fold, int)
+                or not 0 <= val_fold <= max_fold):
+            raise ValueError(
+                f'val_fold must be an int in 0..{max_fold} (blocks of '
+                f'val_drawers={val_drawers} drawers that leave at least one '
+                f'of the {train_drawers} training drawers to train on), got '
+                f'{val_fold!r}.')
         if split == 'val' and val_drawers == 0:
             raise ValueError(
                 "Omniglot split='val' needs val_drawers >= 1 (the last "
@@ -317,6 +333,7 @@ class Omniglot(BaseDataset):
         self.split = split
         self.train_drawers = train_drawers
         self.val_drawers = val_drawers
+        self.val_fold = val_fold
         self.image_size = image_size
         kwargs.setdefault('ann_file', '')
         super().__init__(data_root=data_root, metainfo=metainfo, **kwargs)
@@ -324,12 +341,13 @@ class Omniglot(BaseDataset):
     def load_data_list(self) -> List[dict]:
         """Decode (or fetch from the cache) and select the split."""
         arrays = _load_omniglot_arrays(self.data_root, self.image_size)
-        first_val = self.train_drawers - self.val_drawers + 1
+        last_val = self.train_drawers - self.val_fold * self.val_drawers
+        first_val = last_val - self.val_drawers + 1
+        held_out = (arrays.drawers >= first_val) & (arrays.drawers <= last_val)
         if self.split == 'train':
-            keep = arrays.drawers < first_val
+            keep = (arrays.drawers <= self.train_drawers) & ~held_out
         elif self.split == 'val':
-            keep = (arrays.drawers >= first_val) & (
-                arrays.drawers <= self.train_drawers)
+            keep = held_out
         else:
             keep = arrays.drawers > self.train_drawers
         return [
@@ -342,7 +360,7 @@ class Omniglot(BaseDataset):
         return [
             f'Data root: \t{self.data_root}',
             f'Split: \t{self.split} (train drawers 1..{self.train_drawers}, '
-            f'the last {self.val_drawers} of them for val)',
+            f'{self.val_drawers} of them for val, fold {self.val_fold})',
             f'Image size: \t{self.image_size}',
         ]
 

@@ -328,3 +328,28 @@ def test_val_split_is_held_out_of_train(omniglot_root):
         split('val')
     with pytest.raises(ValueError, match='val_drawers must be an int in'):
         split('train', val_drawers=15)
+
+
+def test_val_fold_holds_out_another_block(omniglot_root):
+    """val_fold=1 with val_drawers=2 holds out drawers 12-13: disjoint from
+    fold 0's val, the same 242 x 13 training size, the same training union;
+    a fold past the training drawers is an error naming the range."""
+    from mmnckd.datasets import Omniglot
+
+    def split(name, **kwargs):
+        return Omniglot(
+            data_root=omniglot_root,
+            split=name,
+            pipeline=[],
+            val_drawers=2,
+            **kwargs)
+
+    key = lambda d: d['img'].tobytes()  # noqa: E731
+    val0 = {key(d) for d in _items(split('val'))}
+    val1 = {key(d) for d in _items(split('val', val_fold=1))}
+    train1 = {key(d) for d in _items(split('train', val_fold=1))}
+    assert len(val1) == 242 * 2 and len(train1) == 242 * 13
+    assert not val0 & val1 and not train1 & val1
+    assert val0 <= train1
+    with pytest.raises(ValueError, match=r'val_fold must be an int in 0\.\.6'):
+        split('val', val_fold=7)
