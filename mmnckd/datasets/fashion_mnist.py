@@ -8,6 +8,8 @@ import numpy as np
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
+from .val_fold import check_val_fold
+
 # training images per class in the Fashion-MNIST training file
 TRAIN_PER_CLASS = 6000
 FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
@@ -134,13 +136,15 @@ class FashionMNISTIDX(BaseDataset):
             deterministic; useful for fast tests and benchmarks.
             Defaults to None (keep all).
         num_val_per_class (int): Of each class's (first ``num_per_class``)
-            training images, the last ``num_val_per_class`` form the
-            ``'val'`` split and leave the ``'train'`` split, for choosing
-            options without the test split. Defaults to 0 (no val split).
+            training images, ``num_val_per_class`` (the last ones, or the
+            block ``val_fold`` picks) form the ``'val'`` split and leave the
+            ``'train'`` split, for choosing options without the test split.
+            Defaults to 0 (no val split).
         val_fold (int): Which block of ``num_val_per_class`` images per
             class is held out, counted from the end: fold ``f`` holds out
-            the ``f``-th block before the last (fold 0: the last
-            ``num_val_per_class``), so several folds validate on different
+            images ``n - (f+1) * v + 1`` to ``n - f * v`` of each class
+            (``n`` training images per class, ``v = num_val_per_class``;
+            fold 0: the last ``v``), so several folds validate on different
             images (cross-validation). Defaults to 0.
         metainfo (dict, optional): Meta information; ``classes`` defaults to
             the 10 Fashion-MNIST class names.
@@ -176,16 +180,9 @@ class FashionMNISTIDX(BaseDataset):
             raise ValueError(
                 f'num_val_per_class must be an int >= 0 and below '
                 f'num_per_class ({num_per_class}), got {num_val_per_class!r}.')
-        per_class = num_per_class or TRAIN_PER_CLASS
-        max_fold = ((per_class - 1) // num_val_per_class - 1
-                    if num_val_per_class else 0)
-        if (isinstance(val_fold, bool) or not isinstance(val_fold, int)
-                or not 0 <= val_fold <= max_fold):
-            raise ValueError(
-                f'val_fold must be an int in 0..{max_fold} (blocks of '
-                f'num_val_per_class={num_val_per_class} images that leave '
-                f'at least one of the {per_class} training images per class '
-                f'to train on), got {val_fold!r}.')
+        check_val_fold(val_fold, num_val_per_class, num_per_class
+                       or TRAIN_PER_CLASS,
+                       f'num_val_per_class={num_val_per_class} images')
         if split == 'val' and num_val_per_class == 0:
             raise ValueError(
                 "Fashion-MNIST split='val' needs num_val_per_class >= 1 (the "

@@ -13,6 +13,8 @@ from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 from PIL import Image
 
+from .val_fold import check_val_fold
+
 #: Number of characters of each alphabet in the union of
 #: ``images_background_small1.zip`` and ``images_background_small2.zip``
 #: (Greek and Latin are in both zips).
@@ -265,8 +267,9 @@ class Omniglot(BaseDataset):
             ``'train'``.
         train_drawers (int): Drawers ``1..train_drawers`` are training data,
             the others the test split. Must be in 1..19. Defaults to 15.
-        val_drawers (int): The last ``val_drawers`` of the training drawers
-            form the ``'val'`` split and leave the ``'train'`` split, for
+        val_drawers (int): ``val_drawers`` of the training drawers (the
+            last ones, or the block ``val_fold`` picks) form the ``'val'``
+            split and leave the ``'train'`` split, for
             choosing options without the test split (e.g. 1: train on drawers
             1..14, validate on drawer 15). Defaults to 0 (no val split).
         val_fold (int): Which block of ``val_drawers`` training drawers is
@@ -308,15 +311,8 @@ class Omniglot(BaseDataset):
             raise ValueError(
                 f'val_drawers must be an int in 0..train_drawers - 1 = '
                 f'{train_drawers - 1}, got {val_drawers!r}.')
-        max_fold = ((train_drawers - 1) // val_drawers - 1
-                    if val_drawers else 0)
-        if (isinstance(val_fold, bool) or not isinstance(val_fold, int)
-                or not 0 <= val_fold <= max_fold):
-            raise ValueError(
-                f'val_fold must be an int in 0..{max_fold} (blocks of '
-                f'val_drawers={val_drawers} drawers that leave at least one '
-                f'of the {train_drawers} training drawers to train on), got '
-                f'{val_fold!r}.')
+        check_val_fold(val_fold, val_drawers, train_drawers,
+                       f'val_drawers={val_drawers} drawers')
         if split == 'val' and val_drawers == 0:
             raise ValueError(
                 "Omniglot split='val' needs val_drawers >= 1 (the last "

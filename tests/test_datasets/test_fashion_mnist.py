@@ -139,3 +139,30 @@ def test_val_split_is_held_out_of_train(fashion_root):
         split('val', num_per_class=1000)
     with pytest.raises(ValueError, match='below num_per_class'):
         split('train', num_per_class=100, num_val_per_class=100)
+
+
+def test_val_fold_holds_out_another_block(fashion_root):
+    """val_fold=1 with 100 of 1000 per class holds out images 801-900 of
+    each class: disjoint from fold 0's val, 9000 to train on, fold 0's val
+    among them; a fold past the training images is an error naming the
+    range."""
+    from mmnckd.datasets import FashionMNISTIDX
+
+    def split(name, **kwargs):
+        return FashionMNISTIDX(
+            data_root=fashion_root,
+            split=name,
+            pipeline=[],
+            num_per_class=1000,
+            num_val_per_class=100,
+            **kwargs)
+
+    key = lambda d: d['img'].tobytes()  # noqa: E731
+    val0 = {key(d) for d in _items(split('val'))}
+    val1 = [key(d) for d in _items(split('val', val_fold=1))]
+    train1 = {key(d) for d in _items(split('train', val_fold=1))}
+    assert len(val1) == 1000 and len(train1) == 9000
+    assert not val0 & set(val1) and not train1 & set(val1)
+    assert val0 <= train1
+    with pytest.raises(ValueError, match=r'val_fold must be an int in 0\.\.8'):
+        split('val', val_fold=9)
