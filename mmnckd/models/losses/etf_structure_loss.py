@@ -131,6 +131,8 @@ class ETFStructureLoss(nn.Module):
             raise ValueError(f'feat_dim must be >= 1, got {feat_dim}.')
         self.num_classes = num_classes
         self.feat_dim = feat_dim
+        # the prototypes' width (None: any, they enter only through P P^T)
+        self.prototype_dim = feat_dim
         self.loss_weight = check_loss_weight('ETFStructureLoss', loss_weight)
         self.momentum = momentum
         self.target = target
@@ -146,7 +148,8 @@ class ETFStructureLoss(nn.Module):
                       prototypes: Optional[torch.Tensor]) -> None:
         if z.dim() != 2 or z.shape[1] != self.feat_dim:
             raise ValueError(
-                f'ETFStructureLoss expects features of shape (N, feat_dim) = '
+                f'{type(self).__name__} expects features of shape (N, '
+                f'feat_dim) = '
                 f'(N, {self.feat_dim}), got {tuple(z.shape)}. The '
                 f'projector\'s '
                 'out_channels must equal the loss\'s feat_dim.')
@@ -156,11 +159,14 @@ class ETFStructureLoss(nn.Module):
                     "ETFStructureLoss with target='teacher' needs the teacher "
                     'prototypes, got None.')
             return
-        expected = (self.num_classes, self.feat_dim)
-        if tuple(prototypes.shape) != expected:
+        expected = (self.num_classes, self.prototype_dim)
+        if prototypes.dim() != 2 or any(
+                e is not None and e != n
+                for e, n in zip(expected, prototypes.shape)):
             raise ValueError(
-                'ETFStructureLoss expects prototypes of shape (num_classes, '
-                f'feat_dim) = {expected}, got {tuple(prototypes.shape)}.')
+                f'{type(self).__name__} expects prototypes of shape '
+                f'(num_classes, feat_dim) = {expected}, got '
+                f'{tuple(prototypes.shape)}.')
 
     @torch.no_grad()
     def _target_gram(self, prototypes: Optional[torch.Tensor],
