@@ -6,7 +6,10 @@ test pipeline and returns top-1 accuracy and the NC metrics
 with ``nc3`` against the classifier weight (``ETFHead.weight`` or a linear
 head's ``fc.weight``). For an ``NCKDDistiller`` the student is analysed
 (``which='student'``) or the teacher (``which='teacher'``, its checkpoint
-taken from ``model.teacher_ckpt``).
+taken from ``model.teacher_ckpt``). With ``vs_teacher=True`` the teacher
+also runs over the same images and ``gram_dist`` / ``gram_corr``
+(:func:`~mmnckd.evaluation.teacher_geometry_gap`) compare the student's
+class-mean geometry with the teacher's.
 """
 import copy
 from typing import Optional
@@ -17,7 +20,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, load_checkpoint
 from mmpretrain.registry import MODELS
 
-from ..evaluation import NCAccumulator
+from ..evaluation import NCAccumulator, teacher_geometry_gap
 from ..models.distillers import SingleTeacherDistiller
 from ..models.utils import classifier_weight
 from ..utils.loaders import innermost_dataset, train_pass_loader_cfg
@@ -59,12 +62,22 @@ def analyse(config: str,
             split: str = 'test',
             which: str = 'student',
             cfg_options: Optional[dict] = None,
-            keep_feats: bool = False) -> dict:
+            keep_feats: bool = False,
+            vs_teacher: bool = False) -> dict:
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     classifier, preprocessor = build_model(cfg, checkpoint, which)
+    teacher = teacher_acc = None
+    if vs_teacher:
+        if which != 'student' or 'teacher_ckpt' not in cfg.model:
+            raise ValueError(
+                f'vs_teacher compares a distiller\'s student with its '
+                f'teacher: {config} is not a distiller with '
+                f'model.teacher_ckpt, or which={which!r} is not "student".')
+        teacher, _ = build_model(cfg, checkpoint, 'teacher')
+        teacher_acc = NCAccumulator()
     loader = Runner.build_dataloader(_dataloader_cfg(cfg, split))
     acc = NCAccumulator()
     correct = total = 0
@@ -78,11 +91,17 @@ def analyse(config: str,
         correct += (logits.argmax(1) == labels).sum().item()
         total += labels.numel()
         acc.update(feats, labels)
+        if teacher is not None:
+            teacher_acc.update(
+                teacher.head.pre_logits(teacher.extract_feat(data['inputs'])),
+                labels)
         if keep_feats:
             kept_feats.append(feats)
             kept_labels.append(labels)
     result = dict(top1=100.0 * correct / total, num_samples=total, split=split)
     result.update(acc.compute(classifier_weight(classifier.head)))
+    if teacher is not None:
+        result.update(teacher_geometry_gap(acc, teacher_acc))
     if keep_feats:
         result['feats'] = torch.cat(kept_feats)
         result['labels'] = torch.cat(kept_labels)

@@ -1,4 +1,4 @@
-from .functional import NCAccumulator, nc_metrics
+from .functional import NCAccumulator, nc_metrics, teacher_geometry_gap
 from .metrics import NCMetric
 
-__all__ = ['NCAccumulator', 'nc_metrics', 'NCMetric']
+__all__ = ['NCAccumulator', 'nc_metrics', 'teacher_geometry_gap', 'NCMetric']
