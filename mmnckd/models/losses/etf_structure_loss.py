@@ -149,10 +149,11 @@ class ETFStructureLoss(nn.Module):
         if z.dim() != 2 or z.shape[1] != self.feat_dim:
             raise ValueError(
                 f'{type(self).__name__} expects features of shape (N, '
-                f'feat_dim) = '
-                f'(N, {self.feat_dim}), got {tuple(z.shape)}. The '
-                f'projector\'s '
-                'out_channels must equal the loss\'s feat_dim.')
+                f'feat_dim) = (N, {self.feat_dim}), got {tuple(z.shape)}. '
+                f'The distiller sets feat_dim to the width of the features '
+                f'the loss takes (the projector\'s out_channels for z, the '
+                f'student head\'s in_channels for student_feats); remove a '
+                f'hand-set feat_dim / student_feat_dim that differs.')
         if prototypes is None:
             if self.target == 'teacher':
                 raise ValueError(
