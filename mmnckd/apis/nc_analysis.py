@@ -68,14 +68,14 @@ def analyse(config: str,
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    if vs_teacher and (which != 'student' or 'teacher_ckpt' not in cfg.model):
+        raise ValueError(
+            f'vs_teacher compares a distiller\'s student with its '
+            f'teacher: {config} is not a distiller with '
+            f'model.teacher_ckpt, or which={which!r} is not "student".')
     classifier, preprocessor = build_model(cfg, checkpoint, which)
     teacher = teacher_acc = None
     if vs_teacher:
-        if which != 'student' or 'teacher_ckpt' not in cfg.model:
-            raise ValueError(
-                f'vs_teacher compares a distiller\'s student with its '
-                f'teacher: {config} is not a distiller with '
-                f'model.teacher_ckpt, or which={which!r} is not "student".')
         teacher, _ = build_model(cfg, checkpoint, 'teacher')
         teacher_acc = NCAccumulator()
     loader = Runner.build_dataloader(_dataloader_cfg(cfg, split))

@@ -81,6 +81,8 @@ def test_analyse_vs_teacher_matches_features(nckd_run, omniglot_seed0):
         float((gram_s - gram_t).square().sum()) / K**2, rel=1e-6)
     assert 0 < result['gram_dist'] and -1 <= result['gram_corr'] <= 1
     assert result['top1'] == pytest.approx(student['top1'])
+    with pytest.raises(ValueError, match="which='teacher' is not"):
+        analyse(str(cfg), ckpt, 'test', which='teacher', vs_teacher=True)
     with pytest.raises(ValueError, match='not a distiller'):
         analyse(
             str(omniglot_seed0[0]),
