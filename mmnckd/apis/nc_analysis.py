@@ -40,20 +40,27 @@ def _dataloader_cfg(cfg, split: str) -> dict:
     return loader
 
 
-def build_model(cfg, checkpoint: Optional[str], which: str = 'student'):
-    """The classifier to analyse and the data preprocessor it uses."""
+def build_model(cfg, checkpoint: Optional[str]):
+    """The model of ``cfg`` with ``checkpoint`` loaded (a classifier or a
+    distiller)."""
     model_cfg = copy.deepcopy(cfg.model)
     # as the Runner does: the config's data_preprocessor belongs to the model
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     model = MODELS.build(model_cfg)
     if checkpoint:
         load_checkpoint(model, checkpoint, map_location='cpu')
+    return model
+
+
+def classifier_of(model, cfg, which: str = 'student'):
+    """The classifier to analyse: a distiller's student, or its teacher
+    (loaded from ``model.teacher_ckpt``); a classifier itself."""
     if isinstance(model, SingleTeacherDistiller):
         if which == 'teacher':
             model.load_teacher(cfg.model.teacher_ckpt)
-            return model.teacher.eval(), model.data_preprocessor
-        return model.student.eval(), model.data_preprocessor
-    return model.eval(), model.data_preprocessor
+            return model.teacher.eval()
+        return model.student.eval()
+    return model.eval()
 
 
 @torch.no_grad()
@@ -73,10 +80,12 @@ def analyse(config: str,
             f'vs_teacher compares a distiller\'s student with its '
             f'teacher: {config} is not a distiller with '
             f'model.teacher_ckpt, or which={which!r} is not "student".')
-    classifier, preprocessor = build_model(cfg, checkpoint, which)
+    model = build_model(cfg, checkpoint)
+    preprocessor = model.data_preprocessor
+    classifier = classifier_of(model, cfg, which)
     teacher = teacher_acc = None
-    if vs_teacher:
-        teacher, _ = build_model(cfg, checkpoint, 'teacher')
+    if vs_teacher:  # the same distiller's teacher: built and loaded once
+        teacher = classifier_of(model, cfg, 'teacher')
         teacher_acc = NCAccumulator()
     loader = Runner.build_dataloader(_dataloader_cfg(cfg, split))
     acc = NCAccumulator()
