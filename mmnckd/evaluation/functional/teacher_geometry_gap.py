@@ -20,6 +20,7 @@ near 1, the NC terms have little left to transfer.
 from typing import Dict
 
 import torch
+import torch.nn.functional as F
 
 from .nc_metrics import NCAccumulator
 
@@ -43,17 +44,17 @@ def teacher_geometry_gap(student: NCAccumulator,
     if student.sums is None or teacher.sums is None:
         raise ValueError('teacher_geometry_gap needs two accumulators that '
                          'have seen features; one has none.')
+    # a class past one accumulator's last row has count 0 there
     n = max(student.counts.numel(), teacher.counts.numel())
-    counts_s = torch.zeros(n, dtype=torch.float64)
-    counts_t = torch.zeros(n, dtype=torch.float64)
-    counts_s[:student.counts.numel()] = student.counts.cpu().double()
-    counts_t[:teacher.counts.numel()] = teacher.counts.cpu().double()
-    if not torch.equal(counts_s, counts_t):
+    counts, counts_t = (
+        F.pad(acc.counts.cpu(), (0, n - acc.counts.numel()))
+        for acc in (student, teacher))
+    if not torch.equal(counts, counts_t):
         raise ValueError(
             'teacher_geometry_gap: the student and teacher accumulators saw '
             'different images (their per-class counts differ); update both '
             'with the same batches.')
-    present = torch.nonzero(counts_s > 0).flatten()
+    present = torch.nonzero(counts > 0).flatten()
     K = present.numel()
     if K < 3:
         raise ValueError(f'teacher_geometry_gap needs at least 3 classes '
