@@ -23,7 +23,15 @@ read only by the default ``--split test``, once per final configuration.
 ``--val-fold F`` holds out the F-th such block counted from the end (the
 datasets' ``val_fold``; 0 is the YAML's), so several folds cross-validate
 an option on different images; a fold's runs go to ``val-foldF``.
-The teacher always trains on its whole training set. ``--nproc N`` trains on
+The teacher is trained on exactly the images its students train on: on
+the whole training set for the test split, and without the held-out block
+for ``--split val`` (a teacher per fold, seed 0, in ``teacher-<split>``).
+A teacher that has seen the validation images passes what it learnt of
+them to a student that imitates it (KD with the whole-training-set teacher
+scored 90.77 on Omniglot's fold 0, KD with the fold's own teacher 83.47),
+so such a validation split rewards imitation, not generalisation. A
+``--teacher-ckpt`` is therefore checked against the config recorded in it
+and refused if it was trained on other images. ``--nproc N`` trains on
 N processes (``tools/dist_train.sh``; on a CPU-only machine, gloo);
 ``--cfg-options`` adds options to every student run (e.g. the per-process
 batch size); both go into the run's folder name.
@@ -150,6 +158,62 @@ def nc_metrics(config, ckpt, work_dir, options, split='test'):
         return json.load(f)
 
 
+def recorded_train_dataset(ckpt: str) -> dict:
+    """The training dataset config a checkpoint was trained with (mmengine
+    records the run's config in ``meta.cfg``), through dataset wrappers."""
+    from mmengine.config import Config
+
+    from mmnckd.utils.loaders import innermost_dataset
+    from mmnckd.utils.safe_load import register_safe_globals, safe_torch_load
+    register_safe_globals()
+    meta = safe_torch_load(ckpt, map_location='cpu').get('meta') or {}
+    if not isinstance(meta.get('cfg'), str):
+        raise SystemExit(
+            f'--teacher-ckpt {ckpt!r} records no config (meta.cfg), so the '
+            f'images it was trained on cannot be checked; leave '
+            f'--teacher-ckpt out and efficacy.py trains the teacher itself.')
+    cfg = Config.fromstring(meta['cfg'], '.py')
+    return dict(innermost_dataset(cfg.train_dataloader.dataset))
+
+
+def check_teacher_data(ckpt: str, val_options, split_options,
+                       val_fold: int) -> None:
+    """Refuse a teacher trained on other images than the students.
+
+    ``val_options`` are the benchmark's (fold 0) validation options and
+    ``split_options`` this run's (empty for the test split). Each
+    ``train_dataloader.dataset.KEY=VALUE`` among them must be in the
+    teacher's recorded training dataset (absent or 0 for the test split,
+    whose teacher trains on everything), and so must ``val_fold``.
+    """
+    import ast
+    dataset = recorded_train_dataset(ckpt)
+    prefix = 'train_dataloader.dataset.'
+    expected = {
+        option[len(prefix):].split('=', 1)[0]: 0
+        for option in val_options if option.startswith(prefix)
+    }
+    for option in split_options:
+        if option.startswith(prefix):
+            key, value = option[len(prefix):].split('=', 1)
+            expected[key] = ast.literal_eval(value)
+    expected['val_fold'] = val_fold if split_options else 0
+    wrong = {
+        key: dataset.get(key, 0)
+        for key, value in expected.items() if dataset.get(key, 0) != value
+    }
+    if wrong:
+        held_out = ' '.join(f'{prefix}{k}={v}' for k, v in expected.items())
+        raise SystemExit(
+            f'--teacher-ckpt {ckpt!r} was trained with {wrong} in its '
+            f'training dataset, but the students of this split train with '
+            f'{held_out}. A teacher trained on other images than its '
+            f'students (above all, on the validation images) makes the '
+            f'comparison unfair. Leave --teacher-ckpt out (efficacy.py then '
+            f'trains the teacher of this split, seed 0) or give one trained '
+            f'with those options.')
+
+
 def summary(values):
     mean = statistics.mean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -222,7 +286,10 @@ def main():
                    [o.replace('/', '-') for o in args.cfg_options])
     runs_root = root if tag == 'test' else osp.join(root, tag)
 
-    teacher_dir = osp.join(root, 'teacher')
+    # the teacher trains on what its students train on (see the docstring),
+    # so each validation fold has its own
+    teacher_dir = osp.join(
+        root, 'teacher' if args.split == 'test' else f'teacher-{split_name}')
     # a trained teacher's result is run_once's result.json; a given
     # checkpoint's evaluation is cached apart, so it never stands in for one
     cached = osp.join(
@@ -233,16 +300,25 @@ def main():
         with open(cached) as f:
             previous = json.load(f)
     if args.teacher_ckpt is None:
-        teacher = run_once(spec['teacher'], teacher_dir, ['randomness.seed=0'])
+        teacher = run_once(spec['teacher'], teacher_dir,
+                           ['randomness.seed=0'] + split_options,
+                           split_options)
     elif previous.get('ckpt') == osp.abspath(args.teacher_ckpt):
         teacher = previous  # this teacher, evaluated before
     else:
-        teacher = evaluate(spec['teacher'], args.teacher_ckpt, teacher_dir, [])
+        check_teacher_data(args.teacher_ckpt, spec.get('val_options', []),
+                           split_options, args.val_fold)
+        teacher = evaluate(spec['teacher'], args.teacher_ckpt, teacher_dir,
+                           split_options)
         teacher['ckpt'] = osp.abspath(args.teacher_ckpt)
     teacher_ckpt = osp.abspath(teacher['ckpt'])
     if 'train' not in teacher:  # is it in the terminal phase?
         teacher['train'] = nc_metrics(
-            spec['teacher'], teacher_ckpt, teacher_dir, [], split='train')
+            spec['teacher'],
+            teacher_ckpt,
+            teacher_dir,
+            split_options,
+            split='train')
         with open(cached, 'w') as f:
             json.dump(teacher, f, indent=2)
     teacher_nc = teacher

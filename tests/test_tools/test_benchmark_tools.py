@@ -1,6 +1,6 @@
-""".dev_scripts/benchmark/cost.py runs end to end and reports consistent
-numbers
-(the speed targets themselves are benchmark results, not tests)."""
+"""The scripts of .dev_scripts/benchmark: cost.py runs end to end and
+reports consistent numbers (the speed targets themselves are benchmark
+results, not tests); efficacy.py's tables and paired.py's intervals."""
 import json
 import sys
 
@@ -75,3 +75,116 @@ def test_efficacy_top1_cell_has_no_spread_for_one_seed():
     assert efficacy.format_top1([88.594]) == '88.59'
     # mean 2, sample std sqrt(((1-2)^2 + 0 + (3-2)^2) / 2) = 1
     assert efficacy.format_top1([1.0, 2.0, 3.0]) == '2.00 ± 1.00'
+
+
+def load_paired():
+    import importlib.util
+
+    from tool_utils import REPO
+    spec = importlib.util.spec_from_file_location(
+        'paired', REPO / '.dev_scripts/benchmark/paired.py')
+    paired = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paired)
+    return paired
+
+
+def write_runs(method_dir, top1_by_seed):
+    for seed, top1 in top1_by_seed.items():
+        run_dir = method_dir / f'seed{seed}'
+        run_dir.mkdir(parents=True)
+        (run_dir / 'result.json').write_text(json.dumps(dict(top1=top1)))
+
+
+def test_paired_interval_by_hand():
+    """d = 1, 2, 3: mean 2, sample std 1, t_{0.975, 2} = 4.3027 (tables),
+    half width 4.3027 / sqrt(3) = 2.4841."""
+    paired = load_paired()
+    mean, std, low, high = paired.paired_interval([1.0, 2.0, 3.0])
+    assert (mean, std) == (2.0, 1.0)
+    assert low == pytest.approx(2 - 2.4841, abs=1e-4)
+    assert high == pytest.approx(2 + 2.4841, abs=1e-4)
+    # many pairs: t tends to the normal's 1.96
+    assert paired.t_quantile_975(10_000) == pytest.approx(1.96, abs=1e-3)
+    with pytest.raises(ValueError, match='2 or more differences, got 1'):
+        paired.paired_interval([0.5])
+
+
+def test_paired_pools_folds_and_refuses_unpaired_seeds(tmp_path):
+    paired = load_paired()
+    write_runs(tmp_path / 'f0' / 'kd', {0: 90.0, 1: 91.0})
+    write_runs(tmp_path / 'f0' / 'nckd', {0: 90.5, 1: 92.0})
+    write_runs(tmp_path / 'f1' / 'kd', {0: 95.0, 1: 94.0})
+    write_runs(tmp_path / 'f1' / 'nckd', {0: 94.5, 1: 94.0})
+    res = paired.main([
+        f'{tmp_path}/f0/kd:{tmp_path}/f0/nckd',
+        f'{tmp_path}/f1/kd:{tmp_path}/f1/nckd'
+    ])
+    # differences 0.5, 1.0, -0.5, 0.0 pooled over both folds
+    assert res['n'] == 4
+    assert res['mean'] == pytest.approx(0.25)
+    # squared deviations 0.0625 + 0.5625 + 0.5625 + 0.0625 = 1.25
+    assert res['std'] == pytest.approx((1.25 / 3)**0.5)
+    assert res['low'] < 0 < res['high']
+    write_runs(tmp_path / 'f2' / 'kd', {0: 90.0, 1: 91.0, 2: 92.0})
+    write_runs(tmp_path / 'f2' / 'nckd', {0: 90.0, 1: 91.0})
+    with pytest.raises(SystemExit, match=r'Unpaired seeds.*\[0, 1, 2\]'):
+        paired.pair_runs(tmp_path / 'f2' / 'kd', tmp_path / 'f2' / 'nckd')
+    with pytest.raises(SystemExit, match='is not a folder'):
+        paired.seed_results(str(tmp_path / 'missing'))
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(SystemExit, match='no seed<N>/result.json'):
+        paired.seed_results(str(tmp_path / 'empty'))
+    with pytest.raises(SystemExit, match='REFERENCE_DIR:CANDIDATE_DIR'):
+        paired.parse_pair('only_one_folder')
+
+
+def save_teacher(path, train_dataset: str):
+    """A checkpoint whose recorded config (mmengine's ``meta.cfg``) trains
+    on ``train_dataset``."""
+    import torch
+    cfg = f'train_dataloader = dict(batch_size=64, dataset={train_dataset})\n'
+    torch.save(dict(meta=dict(cfg=cfg), state_dict={}), path)
+    return str(path)
+
+
+def test_efficacy_refuses_a_teacher_trained_on_other_images(tmp_path):
+    """A validation run's teacher must not have seen the validation images,
+    and a test run's teacher must have trained on the whole training set:
+    the checkpoint's recorded training dataset is checked against the
+    split's options."""
+    efficacy = load_efficacy()
+    val_options = efficacy.load_benchmark('omniglot')['val_options']
+    fold1 = val_options + ['train_dataloader.dataset.val_fold=1']
+    whole = save_teacher(tmp_path / 'whole.pth',
+                         "dict(type='Omniglot', split='train')")
+    fold0 = save_teacher(
+        tmp_path / 'fold0.pth',
+        "dict(type='RepeatDataset', times=2, dataset=dict(type='Omniglot', "
+        "split='train', val_drawers=2, pipeline=[]))")
+    held1 = save_teacher(
+        tmp_path / 'fold1.pth',
+        "dict(type='Omniglot', split='train', val_drawers=2, val_fold=1)")
+    # accepted: each teacher with the split it was trained for (through a
+    # dataset wrapper, too)
+    efficacy.check_teacher_data(whole, val_options, [], 0)
+    efficacy.check_teacher_data(fold0, val_options, val_options, 0)
+    efficacy.check_teacher_data(held1, val_options, fold1, 1)
+    # refused: the whole-training-set teacher for validation, a fold's
+    # teacher for the test split, another fold's teacher
+    with pytest.raises(
+            SystemExit,
+            match=r"\{'val_drawers': 0\}.*val_drawers"
+            r'=2 train_dataloader.dataset.val_fold=0'):
+        efficacy.check_teacher_data(whole, val_options, val_options, 0)
+    with pytest.raises(SystemExit, match=r"\{'val_drawers': 2\}"):
+        efficacy.check_teacher_data(fold0, val_options, [], 0)
+    with pytest.raises(SystemExit, match=r"\{'val_fold': 0\}.*val_fold=1"):
+        efficacy.check_teacher_data(fold0, val_options, fold1, 1)
+    with pytest.raises(SystemExit, match=r"\{'val_fold': 1\}"):
+        efficacy.check_teacher_data(held1, val_options, val_options, 0)
+    # no recorded config: nothing to check against
+    import torch
+    torch.save(dict(state_dict={}), tmp_path / 'bare.pth')
+    with pytest.raises(SystemExit, match='records no config'):
+        efficacy.check_teacher_data(
+            str(tmp_path / 'bare.pth'), val_options, val_options, 0)
