@@ -5,7 +5,7 @@ import json
 import sys
 
 import pytest
-from tool_utils import run
+from tool_utils import load_tool, run
 
 
 @pytest.mark.slow
@@ -44,21 +44,10 @@ def test_cost_steps_and_prototype_pass(tmp_path):
     assert proto['ratio'] > 0
 
 
-def load_efficacy():
-    import importlib.util
-
-    from tool_utils import REPO
-    spec = importlib.util.spec_from_file_location(
-        'efficacy', REPO / '.dev_scripts/benchmark/efficacy.py')
-    efficacy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(efficacy)
-    return efficacy
-
-
 def test_efficacy_benchmarks_name_existing_configs():
     """Every efficacy method is a config file (no overlays in code)."""
     from tool_utils import REPO
-    efficacy = load_efficacy()
+    efficacy = load_tool('.dev_scripts/benchmark/efficacy.py')
     for name in ('omniglot', 'fashion_mnist'):
         bench = efficacy.load_benchmark(name)
         configs = [bench['teacher'], *bench['methods'].values()]
@@ -71,21 +60,10 @@ def test_efficacy_benchmarks_name_existing_configs():
 
 def test_efficacy_top1_cell_has_no_spread_for_one_seed():
     """One run is written alone; several as mean ± sample std (n - 1)."""
-    efficacy = load_efficacy()
+    efficacy = load_tool('.dev_scripts/benchmark/efficacy.py')
     assert efficacy.format_top1([88.594]) == '88.59'
     # mean 2, sample std sqrt(((1-2)^2 + 0 + (3-2)^2) / 2) = 1
     assert efficacy.format_top1([1.0, 2.0, 3.0]) == '2.00 ± 1.00'
-
-
-def load_paired():
-    import importlib.util
-
-    from tool_utils import REPO
-    spec = importlib.util.spec_from_file_location(
-        'paired', REPO / '.dev_scripts/benchmark/paired.py')
-    paired = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(paired)
-    return paired
 
 
 def write_runs(method_dir, top1_by_seed):
@@ -98,7 +76,7 @@ def write_runs(method_dir, top1_by_seed):
 def test_paired_interval_by_hand():
     """d = 1, 2, 3: mean 2, sample std 1, t_{0.975, 2} = 4.3027 (tables),
     half width 4.3027 / sqrt(3) = 2.4841."""
-    paired = load_paired()
+    paired = load_tool('.dev_scripts/benchmark/paired.py')
     mean, std, low, high = paired.paired_interval([1.0, 2.0, 3.0])
     assert (mean, std) == (2.0, 1.0)
     assert low == pytest.approx(2 - 2.4841, abs=1e-4)
@@ -110,7 +88,7 @@ def test_paired_interval_by_hand():
 
 
 def test_paired_pools_folds_and_refuses_unpaired_seeds(tmp_path):
-    paired = load_paired()
+    paired = load_tool('.dev_scripts/benchmark/paired.py')
     write_runs(tmp_path / 'f0' / 'kd', {0: 90.0, 1: 91.0})
     write_runs(tmp_path / 'f0' / 'nckd', {0: 90.5, 1: 92.0})
     write_runs(tmp_path / 'f1' / 'kd', {0: 95.0, 1: 94.0})
@@ -152,7 +130,7 @@ def test_efficacy_refuses_a_teacher_trained_on_other_images(tmp_path):
     and a test run's teacher must have trained on the whole training set:
     the checkpoint's recorded training dataset is checked against the
     split's options."""
-    efficacy = load_efficacy()
+    efficacy = load_tool('.dev_scripts/benchmark/efficacy.py')
     val_options = efficacy.load_benchmark('omniglot')['val_options']
     fold1 = val_options + ['train_dataloader.dataset.val_fold=1']
     whole = save_teacher(tmp_path / 'whole.pth',
