@@ -11,8 +11,10 @@ OMNIGLOT = REPO / 'data' / 'omniglot'
 # the Omniglot configs the tool tests train (repo-relative)
 STUDENT = 'configs/vanilla/resnet18w8_1xb64_omniglot.py'
 NCKD = 'configs/nckd/nckd_resnet18w32_resnet18w8_1xb64_omniglot.py'
-# one thread per process: deterministic and comparable CPU runs
-ENV = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+# one thread per process: deterministic and comparable CPU runs; a process
+# killed by a fatal signal (SIGABRT, SIGSEGV) prints the Python stack of
+# each of its threads, so a failing launch says where it died
+ENV = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONFAULTHANDLER='1')
 
 # fast, single-worker dataloaders and a 1-epoch schedule for tests
 FAST = '''
@@ -43,10 +45,15 @@ def run(cmd, timeout=900, env=None):
         text=True,
         timeout=timeout,
         env=full_env)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f'{cmd} failed ({proc.returncode}):\n' + out[
-        -6000:]
-    return out
+    assert proc.returncode == 0, failure_report(cmd, proc)
+    return proc.stdout + proc.stderr
+
+
+def failure_report(cmd, proc) -> str:
+    """The ends of a failed tool's stdout (its log: how far it got) and of
+    its stderr (launcher, warnings, tracebacks), each shown in full."""
+    return (f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}'
+            f'\n--- stderr ---\n{proc.stderr[-3000:]}')
 
 
 def train(config, work_dir, *args, timeout=900):

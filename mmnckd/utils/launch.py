@@ -7,9 +7,11 @@ the ``gloo`` backend when no GPU is present (the Runner then finds it
 initialised and skips its own init) and wraps the model in DDP without device
 ids. With GPUs nothing changes: mmengine initialises ``nccl`` as usual.
 """
+import atexit
 import os
 import os.path as osp
 import subprocess
+import sys
 from copy import deepcopy
 from datetime import timedelta
 
@@ -67,15 +69,33 @@ def init_cpu_distributed(cfg) -> bool:
 
 
 def shutdown_distributed() -> None:
-    """Tear the process group down before the interpreter exits.
+    """Tear the process group down; after a gloo run, end the process here.
 
-    mmengine leaves it alive; with gloo on CPU a process then sometimes
-    aborts at exit ("terminate called without an active exception", exit
-    code -6) after training has finished, failing the whole launch.
+    mmengine leaves the process group alive at the end of a run. With gloo,
+    ``destroy_process_group`` alone does not end it either: DDP still holds
+    Python references to the group, so its worker threads live on into the
+    interpreter's finalization. A worker that then drops a tensor needs the
+    GIL, which a finalizing interpreter no longer hands out, and the process
+    aborts ("terminate called without an active exception", exit code -6)
+    after the job has finished, failing the whole launch; in about one
+    2-process run in 30 (``.dev_scripts/gloo_exit_check.py``).
+
+    So after a gloo run this runs the ``atexit`` handlers (log files,
+    DataLoader workers, multiprocessing children), flushes stdout and
+    stderr, and leaves with ``os._exit(0)``: everything a normal exit does
+    except the finalization, as ``multiprocessing`` ends its own children.
+    Called on success only: a failing rank raises and exits non-zero.
     """
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        torch_dist.barrier()
-        torch_dist.destroy_process_group()
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    gloo = torch_dist.get_backend() == 'gloo'
+    torch_dist.barrier()
+    torch_dist.destroy_process_group()
+    if gloo:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def set_dataloader_defaults(cfg, fields, defaults, overrides=None) -> None:

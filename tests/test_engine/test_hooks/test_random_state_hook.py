@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from tool_utils import ENV, NCKD, REPO, nckd_config
+from tool_utils import ENV, NCKD, REPO, failure_report, nckd_config
 
 from mmnckd.engine.hooks.random_state_hook import (get_random_state,
                                                    set_random_state)
@@ -136,12 +136,13 @@ def test_kill_and_resume_is_bit_identical(teacher_ckpt, tmp_path, base, nproc,
         **ENV)
 
     full = tmp_path / 'full' / 'work'
-    subprocess.run(
+    proc = subprocess.run(
         _command(cfg, full, nproc),
         cwd=REPO,
         env=env,
-        check=True,
-        capture_output=True)
+        capture_output=True,
+        text=True)
+    assert proc.returncode == 0, failure_report(proc.args, proc)
 
     resumed = tmp_path / 'resumed' / 'work'
     resumed.mkdir(parents=True)
@@ -156,7 +157,7 @@ def test_kill_and_resume_is_bit_identical(teacher_ckpt, tmp_path, base, nproc,
         capture_output=True,
         text=True)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
+    assert proc.returncode == 0, failure_report(proc.args, proc)
     assert 'Teacher prototypes restored from the checkpoint' in out
     if not with_hook:
         assert 'Random state restored' not in out
