@@ -172,9 +172,11 @@ def main(argv=None):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
     metrics = runner.test()
-    shutdown_distributed()  # on success only: a failing rank must exit
     if args.out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)
+    # on success only (a failing rank must exit); after a gloo run it ends
+    # the process, so everything else is done before it
+    shutdown_distributed()
     return metrics
 
 

@@ -1,6 +1,8 @@
 """RankConsistencyHook on 2 CPU processes (tools/dist_train.sh, gloo): a
 plain classifier and NCKD (parameters, prototypes, NC2 memory and ETF weight)
 stay identical on both ranks."""
+import json
+
 import pytest
 import torch
 from tool_utils import STUDENT, evaluate, nckd_config, run, top1, write_config
@@ -26,11 +28,18 @@ def test_two_process_cpu_training_agrees_across_ranks(tmp_path):
     # the checkpoint tested on 1 and on 2 processes gives the same top-1
     # (the validation during training differs: there each rank keeps its
     # own BatchNorm statistics)
-    two = run(
-        ['bash', 'tools/dist_test.sh',
-         str(cfg), str(ckpt), '2'],
-        env={'PORT': '29613'})
+    # --out-item metrics: written before the gloo run ends its processes
+    dumped = tmp_path / 'metrics.json'
+    two = run([
+        'bash', 'tools/dist_test.sh',
+        str(cfg),
+        str(ckpt), '2', '--out',
+        str(dumped), '--out-item', 'metrics'
+    ],
+              env={'PORT': '29613'})
     assert top1(evaluate(cfg, ckpt)) == pytest.approx(top1(two), abs=0.01)
+    metrics = json.loads(dumped.read_text())
+    assert metrics['accuracy/top1'] == pytest.approx(top1(two), abs=0.01)
 
 
 def test_two_process_distillation_keeps_ranks_identical(
