@@ -101,15 +101,26 @@ def train(config, work_dir, options, nproc=1):
     return last_checkpoint(work_dir), time.time() - start
 
 
-def run_once(config, work_dir, options, eval_options=(), nproc=1):
-    """Train + evaluate, cached in ``result.json`` so tables resume."""
+def run_once(config,
+             work_dir,
+             options,
+             eval_options=(),
+             nproc=1,
+             split='test'):
+    """Train + evaluate, cached in ``result.json`` so tables resume.
+
+    ``split`` names the images evaluated (``test``, ``val``,
+    ``val-fold1``, ...) in the result; the tools themselves only know the
+    test dataloader, which ``eval_options`` point at the validation block.
+    """
     result = osp.join(work_dir, 'result.json')
     if osp.isfile(result):
         with open(result) as f:
             return json.load(f)
     ckpt, seconds = train(config, work_dir, options, nproc)
     metrics = evaluate(config, ckpt, work_dir, list(eval_options))
-    metrics.update(ckpt=ckpt, config=config, train_seconds=seconds)
+    metrics.update(
+        ckpt=ckpt, config=config, train_seconds=seconds, split=split)
     with open(result, 'w') as f:
         json.dump(metrics, f, indent=2)
     return metrics
@@ -300,9 +311,11 @@ def main():
         with open(cached) as f:
             previous = json.load(f)
     if args.teacher_ckpt is None:
-        teacher = run_once(spec['teacher'], teacher_dir,
-                           ['randomness.seed=0'] + split_options,
-                           split_options)
+        teacher = run_once(
+            spec['teacher'],
+            teacher_dir, ['randomness.seed=0'] + split_options,
+            split_options,
+            split=split_name)
     elif previous.get('ckpt') == osp.abspath(args.teacher_ckpt):
         teacher = previous  # this teacher, evaluated before
     else:
@@ -310,7 +323,7 @@ def main():
                            split_options, args.val_fold)
         teacher = evaluate(spec['teacher'], args.teacher_ckpt, teacher_dir,
                            split_options)
-        teacher['ckpt'] = osp.abspath(args.teacher_ckpt)
+        teacher.update(ckpt=osp.abspath(args.teacher_ckpt), split=split_name)
     teacher_ckpt = osp.abspath(teacher['ckpt'])
     if 'train' not in teacher:  # is it in the terminal phase?
         teacher['train'] = nc_metrics(
@@ -332,7 +345,8 @@ def main():
                 options.append(f'model.teacher_ckpt={teacher_ckpt}')
             options += split_options + args.cfg_options
             metrics = run_once(config, work, options,
-                               split_options + args.cfg_options, args.nproc)
+                               split_options + args.cfg_options, args.nproc,
+                               split_name)
             results['runs'].setdefault(method, {})[seed] = metrics
             print(
                 f'{method} seed {seed}: top1 {metrics["top1"]:.2f} '

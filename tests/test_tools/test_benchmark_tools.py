@@ -166,3 +166,27 @@ def test_efficacy_refuses_a_teacher_trained_on_other_images(tmp_path):
     with pytest.raises(SystemExit, match='records no config'):
         efficacy.check_teacher_data(
             str(tmp_path / 'bare.pth'), val_options, val_options, 0)
+
+
+def test_efficacy_result_names_the_images_evaluated(tmp_path, monkeypatch):
+    """tools/test.py and nc_analysis.py only know the test dataloader (which
+    --split val points at the held-out block): result.json names the split
+    the benchmark evaluated, and a finished run is read back, not re-run."""
+    efficacy = load_tool('.dev_scripts/benchmark/efficacy.py')
+    trained = []
+
+    def train(config, work, options, nproc):  # as efficacy.train: a run dir
+        trained.append(work)
+        work.mkdir(parents=True)
+        return str(work / 'epoch_30.pth'), 12.5
+
+    monkeypatch.setattr(efficacy, 'train', train)
+    monkeypatch.setattr(
+        efficacy, 'evaluate', lambda config, ckpt, work, options: dict(
+            top1=83.5, split='test'))  # what nc_analysis.py reports
+    work = tmp_path / 'kd' / 'seed0'
+    first = efficacy.run_once('kd.py', work, [], [], 1, 'val-fold1')
+    assert first['split'] == 'val-fold1' and first['top1'] == 83.5
+    assert json.loads((work / 'result.json').read_text()) == first
+    assert efficacy.run_once('kd.py', work, [], [], 1, 'val-fold1') == first
+    assert trained == [work]
