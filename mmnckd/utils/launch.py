@@ -77,8 +77,9 @@ def shutdown_distributed() -> None:
     interpreter's finalization. A worker that then drops a tensor needs the
     GIL, which a finalizing interpreter no longer hands out, and the process
     aborts ("terminate called without an active exception", exit code -6)
-    after the job has finished, failing the whole launch; in about one
-    2-process run in 30 (``.dev_scripts/gloo_exit_check.py``).
+    after the job has finished, failing the whole launch: rarely (1 of 67
+    launches of the 2-process job of ``.dev_scripts/gloo_exit_check.py``),
+    but in two clean-clone runs of this project's tests.
 
     So after a gloo run this runs the ``atexit`` handlers (log files,
     DataLoader workers, multiprocessing children), flushes stdout and
