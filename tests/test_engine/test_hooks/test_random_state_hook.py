@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,8 +76,57 @@ def _command(cfg, work, nproc, *args):
     ]
 
 
+def _descendants(pid):
+    """Every live process below ``pid`` (from /proc)."""
+    children = {}
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            fields = stat.read_text().rsplit(')', 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
+def _alive(pid):
+    """Running (not ended, not a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f'/proc/{pid}/stat').read_text()
+    except OSError:
+        return False
+    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
+
+
+def _kill_tree(proc):
+    """SIGKILL ``proc``, its process group and every process below it, and
+    wait until none of them runs. torch's launcher starts each worker in a
+    session of its own, so killing the launcher's group alone leaves the
+    workers training on (and writing checkpoints into the work dir the
+    resumed run then uses)."""
+    pids = _descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        running = [pid for pid in pids if _alive(pid)]
+        if not running:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f'processes {running} survived SIGKILL')
+
+
 def _run_and_kill(cmd, work, env, marker='Epoch(train) [2][10/'):
-    """Start ``cmd``; SIGKILL its whole process group once the log shows an
+    """Start ``cmd``; SIGKILL it and all its processes once the log shows an
     iteration of epoch 2 (after epoch_1.pth was written)."""
     log = open(work.parent / 'killed.log', 'w')
     proc = subprocess.Popen(
@@ -97,8 +147,7 @@ def _run_and_kill(cmd, work, env, marker='Epoch(train) [2][10/'):
         else:
             raise AssertionError('epoch 2 never started')
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        _kill_tree(proc)
         log.close()
     assert (work / 'epoch_1.pth').is_file()
     assert not (work / 'epoch_2.pth').exists()
