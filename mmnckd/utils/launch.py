@@ -74,9 +74,10 @@ def shutdown_distributed() -> None:
     mmengine leaves the process group alive at the end of a run. With gloo,
     ``destroy_process_group`` alone does not end it either: DDP still holds
     Python references to the group, so its worker threads live on into the
-    interpreter's finalization. A worker that then drops a tensor needs the
-    GIL, which a finalizing interpreter no longer hands out, and the process
-    aborts ("terminate called without an active exception", exit code -6)
+    interpreter's finalization, where the process can abort ("terminate
+    called without an active exception", exit code -6; likely as torch's
+    abandoned PR #179291 describes it: a gloo thread that drops a tensor
+    needs the GIL, which a finalizing interpreter no longer hands out)
     after the job has finished, failing the whole launch: rarely (1 of 67
     launches of the 2-process job of ``.dev_scripts/gloo_exit_check.py``),
     but in two clean-clone runs of this project's tests.
