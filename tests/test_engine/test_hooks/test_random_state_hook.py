@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tool_utils import ENV, NCKD, REPO, failure_report, nckd_config
+from tool_utils import ENV, NCKD, REPO, nckd_config, run
 
 from mmnckd.engine.hooks.random_state_hook import (get_random_state,
                                                    set_random_state)
@@ -76,15 +76,22 @@ def _command(cfg, work, nproc, *args):
     ]
 
 
+def _stat(pid):
+    """The fields of /proc/<pid>/stat after the command name (state, ppid,
+    ...), or None once the process has ended."""
+    try:
+        return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    except OSError:
+        return None
+
+
 def _descendants(pid):
     """Every live process below ``pid`` (from /proc)."""
     children = {}
-    for stat in Path('/proc').glob('[0-9]*/stat'):
-        try:
-            fields = stat.read_text().rsplit(')', 1)[1].split()
-        except OSError:  # the process ended meanwhile
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    for entry in Path('/proc').glob('[0-9]*'):
+        fields = _stat(entry.name)
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
     found, todo = [], [pid]
     while todo:
         below = children.get(todo.pop(), [])
@@ -95,11 +102,8 @@ def _descendants(pid):
 
 def _alive(pid):
     """Running (not ended, not a zombie waiting to be reaped)."""
-    try:
-        stat = Path(f'/proc/{pid}/stat').read_text()
-    except OSError:
-        return False
-    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
+    fields = _stat(pid)
+    return fields is not None and fields[0] != 'Z'
 
 
 def _kill_tree(proc):
@@ -185,13 +189,7 @@ def test_kill_and_resume_is_bit_identical(teacher_ckpt, tmp_path, base, nproc,
         **ENV)
 
     full = tmp_path / 'full' / 'work'
-    proc = subprocess.run(
-        _command(cfg, full, nproc),
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True)
-    assert proc.returncode == 0, failure_report(proc.args, proc)
+    run(_command(cfg, full, nproc), env=env)
 
     resumed = tmp_path / 'resumed' / 'work'
     resumed.mkdir(parents=True)
@@ -199,14 +197,7 @@ def test_kill_and_resume_is_bit_identical(teacher_ckpt, tmp_path, base, nproc,
     crd_key = 'distill_losses.loss_crd.memory.student'
     if base == CRD_NCKD:  # the memory the resumed run starts from
         at_kill = _final_state(resumed / 'epoch_1.pth')[0][crd_key]
-    proc = subprocess.run(
-        _command(cfg, resumed, nproc, '--resume'),
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, failure_report(proc.args, proc)
+    out = run(_command(cfg, resumed, nproc, '--resume'), env=env)
     assert 'Teacher prototypes restored from the checkpoint' in out
     if not with_hook:
         assert 'Random state restored' not in out
