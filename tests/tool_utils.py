@@ -27,10 +27,21 @@ default_hooks = dict(logger=dict(interval=10))
 '''
 
 
+# after ``extra``: a dataloader that ``extra`` assigns anew (``train_dataloader
+# = dict(dataset=...)`` replaces FAST's dict) still gets FAST's workers
+# unless it names its own
+FAST_WORKERS = '''
+for _loader in (train_dataloader, val_dataloader, test_dataloader):
+    _loader.setdefault('num_workers', 0)
+    _loader.setdefault('persistent_workers', False)
+del _loader
+'''
+
+
 def write_config(path: Path, base: str, extra: str = '', epochs: int = 1):
     """A config inheriting ``base`` (repo-relative) with test overrides."""
     text = f"_base_ = [{str(REPO / base)!r}]\n" + FAST.format(epochs=epochs)
-    path.write_text(text + textwrap.dedent(extra))
+    path.write_text(text + textwrap.dedent(extra) + FAST_WORKERS)
     return path
 
 
