@@ -26,7 +26,6 @@ param_scheduler = dict(T_max={epochs})
 default_hooks = dict(logger=dict(interval=10))
 '''
 
-
 # after ``extra``: a dataloader that ``extra`` assigns anew (``train_dataloader
 # = dict(dataset=...)`` replaces FAST's dict) still gets FAST's workers
 # unless it names its own
