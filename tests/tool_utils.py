@@ -16,19 +16,19 @@ NCKD = 'configs/nckd/nckd_resnet18w32_resnet18w8_1xb64_omniglot.py'
 # each of its threads, so a failing launch says where it died
 ENV = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONFAULTHANDLER='1')
 
-# fast, single-worker dataloaders and a 1-epoch schedule for tests
+# a 1-epoch schedule for tests; the dataloaders (which ``extra`` may change
+# in place or assign anew) get their workers from FAST_WORKERS
 FAST = '''
-train_dataloader = dict(num_workers=0, persistent_workers=False)
-val_dataloader = dict(num_workers=0, persistent_workers=False)
-test_dataloader = dict(num_workers=0, persistent_workers=False)
+train_dataloader = dict()
+val_dataloader = dict()
+test_dataloader = dict()
 train_cfg = dict(max_epochs={epochs}, val_interval={epochs})
 param_scheduler = dict(T_max={epochs})
 default_hooks = dict(logger=dict(interval=10))
 '''
 
-# after ``extra``: a dataloader that ``extra`` assigns anew (``train_dataloader
-# = dict(dataset=...)`` replaces FAST's dict) still gets FAST's workers
-# unless it names its own
+# after ``extra``: fast, single-worker dataloaders unless ``extra`` names
+# its own workers
 FAST_WORKERS = '''
 for _loader in (train_dataloader, val_dataloader, test_dataloader):
     _loader.setdefault('num_workers', 0)

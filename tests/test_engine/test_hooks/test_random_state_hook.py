@@ -169,13 +169,10 @@ CRD_NCKD = 'configs/nckd/nckd_resnet18w32_resnet18w8_1xb64-crd_omniglot.py'
 # same checks as on the whole split in a third of the time; the log every
 # 5 iterations, so that the kill lands in the middle of epoch 2. CRD's
 # memory keeps one row per image of the full split.
-# (added to the dataloaders of tool_utils.FAST: a second
-# ``train_dataloader = dict(...)`` in the file would replace that one and
-# bring back the base config's persistent workers)
-SUBSET = ("train_dataloader['dataset'] = dict("
-          'indices=list(range(0, 3630, 3)))\n'
-          "val_dataloader['dataset'] = dict("
-          'indices=list(range(0, 1210, 4)))\n')
+SUBSET = ('train_dataloader = dict(dataset=dict('
+          'indices=list(range(0, 3630, 3))))\n'
+          'val_dataloader = dict(dataset=dict('
+          'indices=list(range(0, 1210, 4))))\n')
 
 
 @pytest.mark.slow
@@ -190,12 +187,9 @@ SUBSET = ("train_dataloader['dataset'] = dict("
 def test_kill_and_resume_is_bit_identical(teacher_ckpt, tmp_path, base, nproc,
                                           with_hook):
     """The control, without the hook, diverges (it did before the hook)."""
-    extra = 'train_cfg = dict(max_epochs=3, val_interval=1)\n' + SUBSET
-    if with_hook:
-        extra += 'default_hooks = dict(logger=dict(interval=5))\n'
-    else:
-        extra += ('default_hooks = dict(logger=dict(interval=5), '
-                  'random_state=None)\n')
+    random_state = '' if with_hook else ', random_state=None'
+    extra = ('train_cfg = dict(max_epochs=3, val_interval=1)\n' + SUBSET +
+             f'default_hooks = dict(logger=dict(interval=5){random_state})\n')
     cfg = nckd_config(
         tmp_path / 'cfg.py', teacher_ckpt, epochs=3, extra=extra, base=base)
     env = dict(
