@@ -20,6 +20,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
+from dist_utils import free_port
 from torch import nn
 
 import mmnckd  # noqa: F401  (registers the loaders)
@@ -445,13 +446,6 @@ dist.destroy_process_group()
 '''
 
 
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_distributed_rank0_downloads_first(server, tmp_path):
     """Two gloo ranks load one URL: one download (rank 0), both get it."""
@@ -461,7 +455,7 @@ def test_distributed_rank0_downloads_first(server, tmp_path):
     script.write_text(_RANK_SCRIPT)
     out = tmp_path / 'out'
     out.mkdir()
-    port = str(_free_port())
+    port = str(free_port())
     procs = []
     for rank in (0, 1):
         env = dict(

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from dist_utils import free_port
 from tool_utils import STUDENT, evaluate, nckd_config, run, top1, write_config
 
 pytestmark = pytest.mark.slow
@@ -20,7 +21,7 @@ def test_two_process_cpu_training_agrees_across_ranks(tmp_path):
         str(cfg), '2', '--work-dir',
         str(tmp_path / 'work')
     ],
-              env={'PORT': '29611'})
+              env={'PORT': str(free_port())})
     assert 'Model state identical on 2 ranks' in out
     # 3630 samples over 2 ranks at 64 per batch: 29 iterations each
     assert 'Epoch(train) [1][20/29]' in out
@@ -36,7 +37,7 @@ def test_two_process_cpu_training_agrees_across_ranks(tmp_path):
         str(ckpt), '2', '--out',
         str(dumped), '--out-item', 'metrics'
     ],
-              env={'PORT': '29613'})
+              env={'PORT': str(free_port())})
     assert top1(evaluate(cfg, ckpt)) == pytest.approx(top1(two), abs=0.01)
     metrics = json.loads(dumped.read_text())
     assert metrics['accuracy/top1'] == pytest.approx(top1(two), abs=0.01)
@@ -54,7 +55,7 @@ def test_two_process_distillation_keeps_ranks_identical(
         str(cfg), '2', '--work-dir',
         str(tmp_path / 'work')
     ],
-              env={'PORT': '29612'})
+              env={'PORT': str(free_port())})
     # parameters, prototypes, NC2 memory and ETF weight agree on both ranks
     assert 'Model state identical on 2 ranks' in out
     two = torch.load(
@@ -70,5 +71,5 @@ def test_two_process_distillation_keeps_ranks_identical(
     two = run(
         ['bash', 'tools/dist_test.sh',
          str(cfg), str(ckpt), '2'],
-        env={'PORT': '29614'})
+        env={'PORT': str(free_port())})
     assert top1(tested) == pytest.approx(top1(two), abs=0.01)

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from dist_utils import free_port
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
@@ -277,7 +278,7 @@ def test_two_process_prototypes_of_an_odd_training_set(teacher_ckpt, tmp_path):
         str(cfg), '2', '--work-dir',
         str(tmp_path / 'work')
     ],
-              env={'PORT': '29651'})
+              env={'PORT': str(free_port())})
     assert 'Computing teacher prototypes over 3629 training samples' in out
     saved = torch.load(
         tmp_path / 'work' / 'teacher_prototypes.pth', weights_only=True)

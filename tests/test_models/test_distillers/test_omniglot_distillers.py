@@ -9,6 +9,7 @@ import re
 
 import pytest
 import torch
+from dist_utils import free_port
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
@@ -187,7 +188,7 @@ custom_hooks = [dict(type='RankConsistencyHook')]
         str(tmp_path / 'work')
     ],
               env={
-                  'PORT': '29615',
+                  'PORT': str(free_port()),
                   'OMP_NUM_THREADS': '1'
               })
     assert 'Epoch(train) [1][2/2]' in out

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from dist_utils import free_port
 
 from mmnckd.models.utils import GlobalBatchNorm1d
 
@@ -55,7 +56,7 @@ def _worker(rank, port, out):
 @pytest.mark.slow
 def test_two_processes_equal_one_batch_norm_on_all_samples(tmp_path):
     y, grad, bn = _reference()
-    mp.spawn(_worker, args=(29691, str(tmp_path)), nprocs=2)
+    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=2)
     ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(2)]
     torch.testing.assert_close(torch.cat([r['y'] for r in ranks]), y)
     torch.testing.assert_close(torch.cat([r['grad'] for r in ranks]), grad)
