@@ -1,13 +1,12 @@
-"""tools/train.py and tools/dist_train.sh on real data: train then test,
-resume, Fashion-MNIST; a resumed NCKD run equals an uninterrupted one on 1
-and 2 processes.
+"""tools/train.py on real data: train then test, resume, Fashion-MNIST; an
+NCKD run stopped after epoch 1 and resumed equals an uninterrupted one (on 2
+processes, and killed mid-epoch, in test_random_state_hook.py).
 
 The resume runs train NCKD on a 242-image Omniglot subset (one drawer per
 character) with the randomly initialised teacher checkpoint of conftest.py
 (``teacher_ckpt``), a few seconds per run."""
 import json
 import shutil
-import socket
 import sys
 from pathlib import Path
 
@@ -59,7 +58,7 @@ def test_fashion_mnist_train_and_test(tmp_path):
 RESUME_CFG = '''
 _base_ = [{base!r}]
 # 242 images (drawer 1 of each character), no random augmentation: see
-# test_resume_equivalence for why
+# test_resume_equivalence_single_process for why
 train_dataloader = dict(
     batch_size=32, num_workers=0, persistent_workers=False,
     dataset=dict(train_drawers=1, pipeline=[dict(type='PackInputs')]))
@@ -80,12 +79,6 @@ custom_hooks = [dict(type='TeacherPrototypeHook'),
 COMPARED = ('teacher_class_means', 'prototypes',
             'distill_losses.loss_nc2.memory',
             'distill_losses.loss_nc2.memory_valid')
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return str(sock.getsockname()[1])
 
 
 @pytest.fixture(scope='module')
@@ -118,15 +111,6 @@ def single(cfg, work_dir, *args):
         str(work_dir), *args
     ],
                env=ENV)
-
-
-def two_procs(cfg, work_dir, *args):
-    return run([
-        'bash', 'tools/dist_train.sh',
-        str(cfg), '2', '--work-dir',
-        str(work_dir), *args
-    ],
-               env=dict(ENV, PORT=free_port()))
 
 
 @pytest.fixture(scope='module')
@@ -204,17 +188,6 @@ def test_resume_equivalence_single_process(single_runs):
     """
     work, _, out_b = single_runs
     assert_equivalent(work, out_b, iters_per_epoch=8)  # 242 / 32
-
-
-def test_resume_equivalence_two_processes(nckd_cfg, tmp_path):
-    """The same on 2 processes (gloo) with ``RankConsistencyHook``: each
-    rank sees 121 images (4 batches), the prototypes are all-reduced and the
-    NC2 memory is all-reduced in every step, so ranks stay identical."""
-    out_a, out_b = train_twice(nckd_cfg, tmp_path, two_procs)
-    for out in (out_a, out_b):
-        assert 'Model state identical on 2 ranks' in out
-        assert 'Model state differs' not in out
-    assert_equivalent(tmp_path, out_b, iters_per_epoch=4)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU supports --amp')
