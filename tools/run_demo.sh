@@ -3,7 +3,7 @@
 # the embedded Omniglot-242 data: train (or reuse) the teacher, train the
 # student alone, distil it with KD and with NCKD, evaluate every last
 # checkpoint with tools/test.py and print top-1 and NC metrics.
-# About 10 minutes on 2 CPU cores. Extra arguments go to efficacy.py,
+# About 30 minutes on 2 CPU cores (the teacher 10). Extra arguments go to efficacy.py,
 # e.g. --seeds 0 1 2 or --methods student kd nckd nckd_kd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
